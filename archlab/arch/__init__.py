@@ -1,0 +1,1 @@
+"""Architecture: the description, its blocks, the builder, presets, diffusers import."""

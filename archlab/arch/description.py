@@ -1,0 +1,527 @@
+"""The architecture description: plain, typed, frozen data that every part of archlab reads.
+
+A UNet is a list of channel widths (one per resolution level) and a list of stages:
+``down0 .. down{N-1}``, ``mid``, ``up{N-1} .. up0``, each an ordered list of blocks.
+Level 0 is the latent resolution; each level below halves it. A block is one of
+
+- :class:`ResnetBlock`      -- GroupNorm, conv, time embedding, GroupNorm, conv (+ shortcut)
+- :class:`TransformerBlock` -- SD's Transformer2DModel: norm, projection, ``layers`` x
+  (self-attention, cross-attention, feed-forward), projection, residual
+- :class:`Downsample` / :class:`Upsample` -- the resamplers, last block of a down / up stage
+
+Skip connections follow Stable Diffusion: at each level the level's entry (``conv_in`` at
+level 0, the downsampler's output below it) and the output of every ResNet unit of the down
+stage (a ResNet block plus the transformers after it) are kept; each ResNet block of the up
+stage of the same level concatenates one of them, newest first. A ResNet block with none
+left takes none, and skips nobody takes are simply not used, so blocks can be removed one by
+one (SnapFusion's evolving search) and every result is still a valid UNet.
+
+YAML form (a block is its kind alone, or ``{kind: {field: value}}``; ``defaults`` fills
+fields per kind)::
+
+    name: tiny
+    channels: [32, 64]
+    text_dim: 32
+    defaults:
+      transformer: {heads: 2}
+    stages:
+      down0: {blocks: [resnet, downsample]}
+      down1: {blocks: [resnet, transformer]}
+      mid:   {blocks: [resnet, transformer, resnet]}
+      up1:   {blocks: [resnet, transformer, resnet, transformer, upsample]}
+      up0:   {blocks: [resnet, resnet]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Union
+
+import yaml
+
+from archlab.errors import ConfigError
+
+CONV_KINDS = ("regular", "separable")
+ACTIVATIONS = ("silu", "gelu", "relu")
+FF_KINDS = ("geglu", "swiglu", "gelu", "swish")
+ATTENTION_KINDS = ("softmax", "relu")
+PROJECTIONS = ("linear", "conv")
+
+
+@dataclass(frozen=True)
+class ResnetBlock:
+    """SD's ResnetBlock2D. ``separable`` replaces each 3x3 conv by depthwise + pointwise."""
+
+    kind: ClassVar[str] = "resnet"
+    conv: str = "regular"
+    kernel: int = 3
+    activation: str = "silu"  # SiLU is swish: SD and MobileDiffusion both use it
+
+
+@dataclass(frozen=True)
+class TransformerBlock:
+    """SD's Transformer2DModel with ``layers`` BasicTransformerBlocks inside.
+
+    Self- and cross-attention are switched separately (MobileDiffusion skips self-attention
+    at high resolution and decouples the two). Give ``heads`` or ``head_dim``, not both.
+    """
+
+    kind: ClassVar[str] = "transformer"
+    layers: int = 1
+    self_attention: bool = True
+    cross_attention: bool = True
+    heads: int | None = None
+    head_dim: int | None = None  # used when heads is None; 64 when both are None
+    ff: str = "geglu"
+    ff_ratio: float = 4.0  # hidden width / channels; a gated FF's input projection is 2x this
+    shared_kv: bool = False  # one projection gives both keys and values
+    attention: str = "softmax"  # "relu": relu(q k^T * scale) v / n_keys, no softmax
+    projection: str = "linear"  # proj_in/proj_out as Linear (SDXL) or 1x1 conv (SD-1.5)
+
+    def num_heads(self, channels: int) -> int:
+        if self.heads is not None:
+            return self.heads
+        return channels // (self.head_dim or 64)
+
+    def ff_hidden(self, channels: int) -> int:
+        return round(channels * self.ff_ratio)
+
+
+@dataclass(frozen=True)
+class Downsample:
+    """3x3 conv with stride 2, channels unchanged."""
+
+    kind: ClassVar[str] = "downsample"
+    conv: str = "regular"
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """Nearest-neighbour 2x, then a 3x3 conv, channels unchanged."""
+
+    kind: ClassVar[str] = "upsample"
+    conv: str = "regular"
+
+
+Block = Union[ResnetBlock, TransformerBlock, Downsample, Upsample]
+BLOCK_TYPES: dict[str, type] = {b.kind: b for b in (ResnetBlock, TransformerBlock, Downsample, Upsample)}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    blocks: tuple[Block, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextTimeEmbedding:
+    """SDXL's extra conditioning: pooled text embedding + micro-conditioning time ids."""
+
+    pooled_dim: int = 1280
+    time_ids: int = 6
+    time_proj_dim: int = 256
+
+    @property
+    def in_features(self) -> int:
+        return self.pooled_dim + self.time_ids * self.time_proj_dim
+
+
+@dataclass(frozen=True)
+class Description:
+    """A whole UNet. Build it with :func:`archlab.build`, count it with :func:`archlab.count`.
+
+    >>> from archlab import preset
+    >>> d = preset("sd15")
+    >>> d.channels, len(d.stage("down0").blocks)
+    ((320, 640, 1280, 1280), 5)
+    """
+
+    name: str
+    channels: tuple[int, ...]
+    stages: tuple[Stage, ...]
+    in_channels: int = 4  # latent channels: 4 as SD, 8 as MobileDiffusion
+    out_channels: int = 4
+    text_dim: int = 768  # width of the text encoder's token embeddings (CLIP ViT-L/14: 768)
+    text_tokens: int = 77
+    resolution: int = 64  # latent side the model is described at (64 -> 512x512 images)
+    time_dim: int | None = None  # time embedding width; None -> 4 x channels[0] as SD
+    norm_groups: int = 32
+    addition: TextTimeEmbedding | None = None
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def time_embed_dim(self) -> int:
+        return self.time_dim if self.time_dim is not None else 4 * self.channels[0]
+
+    @property
+    def levels(self) -> int:
+        return len(self.channels)
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def block(self, stage: str, index: int) -> Block:
+        return self.stage(stage).blocks[index]
+
+    def replace(self, **changes: Any) -> "Description":
+        return dataclasses.replace(self, **changes)
+
+    def with_blocks(self, stage: str, blocks: tuple[Block, ...] | list[Block]) -> "Description":
+        """A copy whose ``stage`` has ``blocks`` (validated like any description)."""
+        new = tuple(Stage(s.name, tuple(blocks)) if s.name == stage else s for s in self.stages)
+        return dataclasses.replace(self, stages=new)
+
+    def to_dict(self) -> dict[str, Any]:
+        return description_to_dict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def stage_names(levels: int) -> list[str]:
+    """Stage names in execution order."""
+    return [f"down{i}" for i in range(levels)] + ["mid"] + [f"up{i}" for i in reversed(range(levels))]
+
+
+# --------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Site:
+    """A block placed in a UNet: what it is, where it is, and the tensors it sees.
+
+    ``in_channels`` includes a concatenated skip (``skip_channels`` of it); ``resolution``
+    is the side of the feature map the block receives. The skip bookkeeping is explicit so
+    that the builder's forward is a plain loop: keep the input as a skip of ``level`` if
+    ``push_before``; concatenate the newest skip of ``level`` if ``skip_channels``; keep the
+    output as a skip of level ``push_after`` if it is set.
+    """
+
+    stage: str
+    index: int
+    block: Block
+    in_channels: int
+    out_channels: int
+    resolution: int
+    level: int = 0
+    skip_channels: int = 0
+    push_before: bool = False
+    push_after: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}.{self.index}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    sites: tuple[Site, ...]
+    unused_skips: tuple[str, ...]  # e.g. "level 1: 2 of 3" when an up stage takes fewer
+
+    def __iter__(self) -> Iterator[Site]:
+        return iter(self.sites)
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+
+def layout(desc: Description, resolution: int | None = None) -> Layout:
+    """Place every block: input/output channels, resolution and skip connections.
+
+    Raises :class:`ConfigError` naming the block when the stages do not fit together.
+    """
+    res0 = desc.resolution if resolution is None else resolution
+    if not isinstance(res0, int) or res0 < 1 or res0 % (2 ** (desc.levels - 1)):
+        raise ConfigError("resolution", f"{res0} is not a positive multiple of 2^{desc.levels - 1} for {desc.levels} levels")
+    sites: list[Site] = []
+    skips: list[list[int]] = [[] for _ in desc.channels]
+    skips[0].append(desc.channels[0])  # conv_in's output
+    unused: list[str] = []
+    ch = desc.channels[0]
+    for stage in desc.stages:
+        level = stage_level(stage.name, desc.levels)
+        width = desc.channels[level]
+        res = res0 // 2**level
+        is_down, is_up = stage.name.startswith("down"), stage.name.startswith("up")
+        pending = skips[level] if is_up else []
+        taken = 0
+        seen_resnet = False
+        for i, block in enumerate(stage.blocks):
+            where = f"stages.{stage.name}.blocks[{i}]"
+            common = dict(stage=stage.name, index=i, block=block, resolution=res, level=level)
+            if isinstance(block, ResnetBlock):
+                push = is_down and seen_resnet  # closes the previous ResNet unit
+                if push:
+                    skips[level].append(ch)
+                skip = pending.pop() if is_up and pending else 0
+                taken += bool(skip)
+                seen_resnet = True
+                sites.append(Site(**common, in_channels=ch + skip, out_channels=width, skip_channels=skip, push_before=push))
+                ch = width
+                continue
+            if ch != width:
+                raise ConfigError(where, f"a {block.kind} block cannot change width {ch} -> {width}; put a resnet block first")
+            if isinstance(block, Downsample):
+                push = is_down and seen_resnet
+                if push:
+                    skips[level].append(ch)
+                skips[level + 1].append(ch)
+                sites.append(Site(**common, in_channels=ch, out_channels=ch, push_before=push, push_after=level + 1))
+                res //= 2
+            else:
+                sites.append(Site(**common, in_channels=ch, out_channels=ch))
+                if isinstance(block, Upsample):
+                    res *= 2
+        if ch != width:
+            raise ConfigError(f"stages.{stage.name}", f"ends at width {ch} but level {level} is {width} wide: add a resnet block")
+        if is_down and seen_resnet and not isinstance(stage.blocks[-1], Downsample):
+            skips[level].append(ch)
+            sites[-1] = dataclasses.replace(sites[-1], push_after=level)
+        if is_up and pending:
+            unused.append(f"level {level}: {len(pending)} of {len(pending) + taken}")
+    return Layout(tuple(sites), tuple(unused))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_choice(where: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(where, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def _check_positive_int(where: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(where, f"{value!r} is not a positive integer")
+
+
+def _check_block(where: str, block: Block, channels: int, groups: int) -> None:
+    if isinstance(block, (ResnetBlock, Downsample, Upsample)):
+        _check_choice(f"{where}.conv", block.conv, CONV_KINDS)
+    if isinstance(block, ResnetBlock):
+        _check_positive_int(f"{where}.kernel", block.kernel)
+        if block.kernel % 2 == 0:
+            raise ConfigError(f"{where}.kernel", f"{block.kernel} is even; kernels must be odd (1, 3, 5, ...)")
+        _check_choice(f"{where}.activation", block.activation, ACTIVATIONS)
+    if isinstance(block, TransformerBlock):
+        _check_positive_int(f"{where}.layers", block.layers)
+        for name in ("self_attention", "cross_attention", "shared_kv"):
+            if not isinstance(getattr(block, name), bool):
+                raise ConfigError(f"{where}.{name}", f"{getattr(block, name)!r} is not true or false")
+        if not (block.self_attention or block.cross_attention):
+            raise ConfigError(where, "self_attention and cross_attention are both off; drop the block instead")
+        _check_choice(f"{where}.ff", block.ff, FF_KINDS)
+        _check_choice(f"{where}.attention", block.attention, ATTENTION_KINDS)
+        _check_choice(f"{where}.projection", block.projection, PROJECTIONS)
+        if block.heads is not None and block.head_dim is not None:
+            raise ConfigError(where, "give heads or head_dim, not both")
+        if block.heads is not None:
+            _check_positive_int(f"{where}.heads", block.heads)
+            if channels % block.heads:
+                raise ConfigError(f"{where}.heads", f"{channels} channels is not divisible by {block.heads} heads")
+        else:
+            hd = block.head_dim or 64
+            _check_positive_int(f"{where}.head_dim", hd)
+            if channels % hd:
+                raise ConfigError(f"{where}.head_dim", f"{channels} channels is not divisible by head_dim {hd}")
+        if not isinstance(block.ff_ratio, (int, float)) or isinstance(block.ff_ratio, bool) or block.ff_ratio <= 0:
+            raise ConfigError(f"{where}.ff_ratio", f"{block.ff_ratio!r} is not a positive number")
+        if abs(channels * block.ff_ratio - round(channels * block.ff_ratio)) > 1e-6:
+            raise ConfigError(f"{where}.ff_ratio", f"{channels} x {block.ff_ratio} is not a whole hidden width")
+    if channels % groups:
+        raise ConfigError(where, f"{channels} channels is not divisible by norm_groups {groups}")
+
+
+def validate(desc: Description) -> None:
+    """Check a description; raise :class:`ConfigError` naming the first wrong field."""
+    if not isinstance(desc.name, str) or not desc.name:
+        raise ConfigError("name", "must be a non-empty string")
+    if not desc.channels:
+        raise ConfigError("channels", "needs at least one level width")
+    for i, c in enumerate(desc.channels):
+        _check_positive_int(f"channels[{i}]", c)
+        if c % desc.norm_groups:
+            raise ConfigError(f"channels[{i}]", f"{c} is not divisible by norm_groups {desc.norm_groups}")
+    for name in ("in_channels", "out_channels", "text_dim", "text_tokens", "resolution", "norm_groups"):
+        _check_positive_int(name, getattr(desc, name))
+    if desc.time_dim is not None:
+        _check_positive_int("time_dim", desc.time_dim)
+    expected = stage_names(desc.levels)
+    got = [s.name for s in desc.stages]
+    if got != expected:
+        missing = [n for n in expected if n not in got]
+        extra = [n for n in got if n not in expected]
+        if extra:
+            raise ConfigError(f"stages.{extra[0]}", f"is not a stage of a {desc.levels}-level UNet; allowed: {', '.join(expected)}")
+        if missing:
+            raise ConfigError(f"stages.{missing[0]}", f"is missing; a {desc.levels}-level UNet has {', '.join(expected)}")
+        raise ConfigError("stages", f"must be in the order {', '.join(expected)}")
+    last = desc.levels - 1
+    for stage in desc.stages:
+        level = stage_level(stage.name, desc.levels)
+        for i, block in enumerate(stage.blocks):
+            where = f"stages.{stage.name}.blocks[{i}]"
+            if not isinstance(block, tuple(BLOCK_TYPES.values())):
+                raise ConfigError(where, f"{block!r} is not a block")
+            is_last = i == len(stage.blocks) - 1
+            wants_down = stage.name.startswith("down") and level < last
+            wants_up = stage.name.startswith("up") and level > 0
+            if isinstance(block, Downsample) and not (wants_down and is_last):
+                raise ConfigError(where, "a downsample block may only end a down stage above the lowest level")
+            if isinstance(block, Upsample) and not (wants_up and is_last):
+                raise ConfigError(where, "an upsample block may only end an up stage below the top level")
+            _check_block(where, block, desc.channels[level], desc.norm_groups)
+        needed = Downsample if stage.name.startswith("down") and level < last else Upsample if stage.name.startswith("up") and level > 0 else None
+        if needed is not None and (not stage.blocks or not isinstance(stage.blocks[-1], needed)):
+            raise ConfigError(f"stages.{stage.name}.blocks", f"must end with a {needed.kind} block")
+    layout(desc)
+
+
+# --------------------------------------------------------------------------- (de)serialisation
+
+_TOP_FIELDS = {f.name for f in fields(Description)}
+
+
+def _block_to_data(block: Block) -> Any:
+    changed = {f.name: getattr(block, f.name) for f in fields(block) if getattr(block, f.name) != f.default}
+    return {block.kind: changed} if changed else block.kind
+
+
+def description_to_dict(desc: Description) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": desc.name, "channels": list(desc.channels)}
+    for f in fields(Description):
+        if f.name in ("name", "channels", "stages", "addition"):
+            continue
+        value = getattr(desc, f.name)
+        if value != f.default:
+            out[f.name] = value
+    if desc.addition is not None:
+        out["addition"] = dataclasses.asdict(desc.addition)
+    out["stages"] = {s.name: {"blocks": [_block_to_data(b) for b in s.blocks]} for s in desc.stages}
+    return out
+
+
+def _build_dataclass(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, f"expected a mapping of fields, got {data!r}")
+    allowed = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}", f"unknown field; allowed: {', '.join(allowed)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if f.default is not dataclasses.MISSING and isinstance(f.default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _block_from_data(data: Any, where: str, defaults: Mapping[str, Mapping[str, Any]]) -> Block:
+    if isinstance(data, str):
+        kind, values = data, {}
+    elif isinstance(data, Mapping) and len(data) == 1:
+        kind, values = next(iter(data.items()))
+        values = values or {}
+    else:
+        raise ConfigError(where, f"a block is a kind ({', '.join(BLOCK_TYPES)}) or {{kind: {{field: value}}}}, got {data!r}")
+    if kind not in BLOCK_TYPES:
+        raise ConfigError(where, f"unknown block kind {kind!r}; allowed: {', '.join(BLOCK_TYPES)}")
+    if not isinstance(values, Mapping):
+        raise ConfigError(where, f"fields of a {kind} block must be a mapping, got {values!r}")
+    return _build_dataclass(BLOCK_TYPES[kind], {**defaults.get(kind, {}), **values}, where)
+
+
+def description_from_dict(data: Any) -> Description:
+    """Build and validate a description from plain data (a parsed YAML or JSON file)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"a description is a mapping with name, channels and stages, got {type(data).__name__}")
+    allowed = sorted(_TOP_FIELDS | {"defaults"})
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(str(key), f"unknown field; allowed: {', '.join(allowed)}")
+    for key in ("name", "channels", "stages"):
+        if key not in data:
+            raise ConfigError(key, "is required")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise ConfigError("defaults", "must map a block kind to its default fields")
+    for kind, values in defaults.items():
+        if kind not in BLOCK_TYPES:
+            raise ConfigError(f"defaults.{kind}", f"unknown block kind; allowed: {', '.join(BLOCK_TYPES)}")
+        _build_dataclass(BLOCK_TYPES[kind], values, f"defaults.{kind}")
+    channels = data["channels"]
+    if not isinstance(channels, (list, tuple)):
+        raise ConfigError("channels", f"must be a list of level widths, got {channels!r}")
+    stages_data = data["stages"]
+    if not isinstance(stages_data, Mapping):
+        raise ConfigError("stages", "must map stage names (down0, ..., mid, ..., up0) to {blocks: [...]}")
+    stages = []
+    for name, body in stages_data.items():
+        where = f"stages.{name}"
+        if not isinstance(body, Mapping) or set(body) - {"blocks"}:
+            raise ConfigError(where, "a stage is {blocks: [...]}")
+        blocks = body.get("blocks") or []
+        if not isinstance(blocks, list):
+            raise ConfigError(f"{where}.blocks", "must be a list")
+        stages.append(Stage(str(name), tuple(_block_from_data(b, f"{where}.blocks[{i}]", defaults) for i, b in enumerate(blocks))))
+    order = {n: i for i, n in enumerate(stage_names(len(channels)))}
+    stages.sort(key=lambda s: order.get(s.name, len(order)))  # a mapping's order is not the user's intent
+    kwargs = {k: v for k, v in data.items() if k in _TOP_FIELDS and k not in ("stages", "channels", "addition")}
+    if data.get("addition") is not None:
+        kwargs["addition"] = _build_dataclass(TextTimeEmbedding, data["addition"], "addition")
+    return Description(channels=tuple(channels), stages=tuple(stages), **kwargs)
+
+
+def load_description(path: str | Path) -> Description:
+    """Read a description from a YAML or JSON file (``yaml.safe_load`` reads both)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    return description_from_dict(data)
+
+
+def block_summary(block: Block) -> str:
+    """A short human label: ``resnet``, ``resnet(sep)``, ``transformer(SA+CA x2, ff6 relu kv)``."""
+    if isinstance(block, TransformerBlock):
+        parts = "+".join(p for p, on in (("SA", block.self_attention), ("CA", block.cross_attention)) if on)
+        if block.layers > 1:
+            parts += f" x{block.layers}"
+        extras = []
+        if block.ff_ratio != 4.0:
+            extras.append(f"ff{block.ff_ratio:g}")
+        if block.ff != "geglu":
+            extras.append(block.ff)
+        if block.attention != "softmax":
+            extras.append(block.attention)
+        if block.shared_kv:
+            extras.append("kv")
+        return f"transformer({', '.join([parts] + extras)})"
+    if block.conv == "separable":
+        return f"{block.kind}(sep)"
+    return block.kind
+
+
+def stage_level(name: str, levels: int) -> int:
+    return levels - 1 if name == "mid" else int(name.lstrip("downup"))
+

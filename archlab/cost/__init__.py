@@ -1,0 +1,1 @@
+"""Cost: parameter and FLOP counting, latency backends and tables."""
