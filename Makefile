@@ -12,16 +12,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: this machine serves these two from local files (a plain `torch` pulls GBs)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test,runtimes,phones,clip]'
+	$(PY) -m pip install -q -e '.[test,runtimes,phones,clip,studies]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/archlab presets
-	for p in $$($(PY) -c "import archlab; print(' '.join(archlab.list_presets()))"); do \
-		$(VENV)/bin/archlab describe $$p || exit 1; \
-	done
+	$(VENV)/bin/archlab study run studies/quickstart.yaml
+	$(VENV)/bin/archlab study pareto studies/quickstart.yaml
+	$(VENV)/bin/archlab report studies/quickstart.yaml --out out/quickstart/report.html
+	$(VENV)/bin/archlab export studies/quickstart.yaml --pick "latency_ms<=4000" --out out/quickstart/export
+	@echo "report: out/quickstart/report.html"
+	@echo "export: out/quickstart/export (MODEL_CARD.md, model.safetensors, model.onnx, handoff.yaml)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -80,7 +80,11 @@ class UNet(nn.Module):
         return emb
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor | float | int, text_embeddings: torch.Tensor,
-                pooled_text: torch.Tensor | None = None, time_ids: torch.Tensor | None = None) -> torch.Tensor:
+                pooled_text: torch.Tensor | None = None, time_ids: torch.Tensor | None = None,
+                skip_blocks: frozenset[str] = frozenset()) -> torch.Tensor:
+        """``skip_blocks`` names blocks (``"mid.1"``) to replace by the identity: SnapFusion's
+        stochastic depth in training and its block-removal evaluation. Only blocks from
+        :meth:`droppable` may be skipped."""
         if not torch.is_tensor(timesteps):
             timesteps = torch.tensor([timesteps], device=latents.device)
         temb = self.embed_time(timesteps.to(latents.device), latents.shape[0], pooled_text, time_ids)
@@ -92,7 +96,9 @@ class UNet(nn.Module):
                 skips[site.level].append(h)
             if site.skip_channels:
                 h = torch.cat([h, skips[site.level].pop()], dim=1)
-            if isinstance(site.block, ResnetBlock):
+            if skip_blocks and site.name in skip_blocks:
+                pass
+            elif isinstance(site.block, ResnetBlock):
                 h = module(h, temb)
             elif isinstance(site.block, TransformerBlock):
                 h = module(h, text_embeddings)
@@ -104,6 +110,12 @@ class UNet(nn.Module):
 
     def block(self, stage: str, index: int) -> nn.Module:
         return self.stages[stage][index]
+
+    def droppable(self) -> list[str]:
+        """Blocks the identity can stand in for: ResNets and transformers whose input and
+        output have the same shape and that take no skip connection."""
+        return [s.name for s in self.layout if isinstance(s.block, (ResnetBlock, TransformerBlock))
+                and s.in_channels == s.out_channels and not s.skip_channels]
 
 
 def build(desc: Description) -> UNet:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Union
 
@@ -242,6 +242,9 @@ def layout(desc: Description, resolution: int | None = None) -> Layout:
     Raises :class:`ConfigError` naming the block when the stages do not fit together.
     """
     res0 = desc.resolution if resolution is None else resolution
+    cached = desc.__dict__.get("_layout")
+    if cached is not None and res0 == desc.resolution:
+        return cached
     if not isinstance(res0, int) or res0 < 1 or res0 % (2 ** (desc.levels - 1)):
         raise ConfigError("resolution", f"{res0} is not a positive multiple of 2^{desc.levels - 1} for {desc.levels} levels")
     sites: list[Site] = []
@@ -385,7 +388,8 @@ def validate(desc: Description) -> None:
         needed = Downsample if stage.name.startswith("down") and level < last else Upsample if stage.name.startswith("up") and level > 0 else None
         if needed is not None and (not stage.blocks or not isinstance(stage.blocks[-1], needed)):
             raise ConfigError(f"stages.{stage.name}.blocks", f"must end with a {needed.kind} block")
-    layout(desc)
+    # the layout of a valid description is checked here and kept: scoring reads it again
+    object.__setattr__(desc, "_layout", layout(desc))
 
 
 # --------------------------------------------------------------------------- (de)serialisation
@@ -489,16 +493,9 @@ def description_from_dict(data: Any) -> Description:
 
 def load_description(path: str | Path) -> Description:
     """Read a description from a YAML or JSON file (``yaml.safe_load`` reads both)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
-    return description_from_dict(data)
+    from archlab.yamlio import read_yaml
+
+    return description_from_dict(read_yaml(path))
 
 
 def block_summary(block: Block) -> str:

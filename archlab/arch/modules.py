@@ -174,10 +174,12 @@ class Transformer2D(nn.Module):
             x = self.proj_in(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
         for block in self.transformer_blocks:
             x = block(x, context)
+        # back to contiguous NCHW (as diffusers does): a permuted view would hand the next
+        # convolutions channels-last input, which changes their kernels and their speed
         if self.linear:
-            x = self.proj_out(x).reshape(b, h, w, c).permute(0, 3, 1, 2)
+            x = self.proj_out(x).reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
         else:
-            x = self.proj_out(x.reshape(b, h, w, c).permute(0, 3, 1, 2))
+            x = self.proj_out(x.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous())
         return x + residual
 
 

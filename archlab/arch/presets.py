@@ -41,8 +41,10 @@ def preset(name: str) -> Description:
 
 
 def resolve(name_or_path: str | os.PathLike) -> Description:
-    """A preset name, or a path to a description file."""
+    """A preset name (optionally ``preset:NAME``), or a path to a description file."""
     text = str(name_or_path)
+    if text.startswith("preset:"):
+        return preset(text.split(":", 1)[1])
     if text in list_presets():
         return preset(text)
     if text.endswith((".yaml", ".yml", ".json")) or os.sep in text:

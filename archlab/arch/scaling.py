@@ -15,7 +15,7 @@ from archlab.arch.description import Description, Stage, TransformerBlock, stage
 
 
 def _round_width(c: int, multiplier: float, quantum: int) -> int:
-    return max(quantum, int(round(c * multiplier / quantum)) * quantum)
+    return max(quantum, int(math.floor(c * multiplier / quantum + 0.5)) * quantum)  # halves round up
 
 
 def scale(desc: Description, *, width: float, resolution: int | None = None, text_dim: int | None = None,

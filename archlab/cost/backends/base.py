@@ -1,0 +1,126 @@
+"""The latency backend contract.
+
+A backend times a PyTorch module (a block the builder makes, or a whole UNet) on one
+runtime. Every backend follows the same protocol, so figures from a table and from an
+end-to-end run are comparable:
+
+1. ``prepare(module, inputs)`` does everything that is not the run itself (moving to the
+   device, exporting, converting, loading an interpreter) and returns a callable that runs
+   the model once on those fixed inputs and returns only when the result is ready
+   (synchronised: CUDA work finished, interpreter returned).
+2. ``warmup`` runs are made and discarded (allocations, caches, lazy initialisation).
+3. ``repeats`` runs are timed one by one with a monotonic clock (CUDA events for CUDA);
+   the result is the median, the spread (interquartile range), the minimum and every sample,
+   in milliseconds.
+4. The runtime uses exactly ``threads`` CPU threads for its kernels; the thread count is part
+   of the table's metadata, and tables of different thread counts are not compared.
+
+Subclasses implement :meth:`LatencyBackend.prepare`, :meth:`runtime_version` and, when not
+the host CPU, :meth:`device_name`; tests/test_backends.py runs the same conformance test on
+every registered backend that can run here.
+"""
+
+from __future__ import annotations
+
+import abc
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from archlab.errors import ArchlabError
+
+
+class BackendUnavailable(ArchlabError):
+    """The backend's runtime is not installed or has no device here."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    spread_ms: float  # interquartile range of the samples
+    min_ms: float
+    samples_ms: tuple[float, ...] = field(repr=False, default=())
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float]) -> "Timing":
+        ordered = sorted(samples_ms)
+        if len(ordered) >= 4:
+            q = statistics.quantiles(ordered, n=4)
+            spread = q[2] - q[0]
+        else:
+            spread = ordered[-1] - ordered[0]
+        return cls(statistics.median(ordered), spread, ordered[0], tuple(samples_ms))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class LatencyBackend(abc.ABC):
+    """Times modules on one runtime. Keyword-only settings; see the module docstring."""
+
+    name: ClassVar[str]
+    # the largest whole model (float32 parameters) the runtime can load, None: no limit
+    max_params: ClassVar[int | None] = None
+
+    def __init__(self, *, threads: int = 2, warmup: int = 2, repeats: int = 7, workdir: str | Path | None = None):
+        if threads < 1 or warmup < 0 or repeats < 1:
+            raise ValueError("threads and repeats must be >= 1, warmup >= 0")
+        self.threads = threads
+        self.warmup = warmup
+        self.repeats = repeats
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix=f"archlab-{self.name}-")
+        self.workdir = Path(workdir) if workdir else Path(self._tmp.name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None when the backend can run here, else why not."""
+        return None
+
+    @abc.abstractmethod
+    def prepare(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], *, name: str = "model") -> Callable[[], Any]:
+        """Return a callable running ``module`` once on ``inputs``, synchronised."""
+
+    @abc.abstractmethod
+    def runtime_version(self) -> str:
+        """The runtime's name and version, e.g. ``torch 2.14.1``."""
+
+    def device_name(self) -> str:
+        return cpu_name()
+
+    def measure(self, run: Callable[[], Any], *, repeats: int | None = None, warmup: int | None = None) -> Timing:
+        for _ in range(self.warmup if warmup is None else warmup):
+            run()
+        samples = []
+        for _ in range(self.repeats if repeats is None else repeats):
+            start = time.perf_counter_ns()
+            run()
+            samples.append((time.perf_counter_ns() - start) / 1e6)
+        return Timing.from_samples(samples)
+
+    def time(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], *, name: str = "model") -> Timing:
+        """Prepare and measure in one call."""
+        return self.measure(self.prepare(module, inputs, name=name))
+
+    def metadata(self) -> dict[str, Any]:
+        return {"runtime": self.name, "runtime_version": self.runtime_version(), "device": self.device_name(),
+                "threads": self.threads, "warmup": self.warmup, "repeats": self.repeats}
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

@@ -1,0 +1,220 @@
+"""Export a chosen architecture for the expensive stages that follow a search.
+
+Writes the description (YAML and JSON), the full-size model's weights (safetensors; random
+init, or inherited block by block from a local pretrained SD UNet where the blocks match),
+ONNX checked in onnxruntime against PyTorch, optionally LiteRT and Core ML packages, a
+model card, and a hand-off file with the published recipes' settings for step
+distillation (SnapFusion's CFG-aware loss) and one-step GAN finetuning (UFOGen).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from archlab.arch.builder import UNet, build
+from archlab.arch.description import Description
+from archlab.arch.presets import repo_root
+from archlab.cost.counting import count
+from archlab.cost.keys import block_specs
+from archlab.cost.table import LatencyTable, MissingBlocks
+from archlab.errors import ConfigError
+
+PICK = re.compile(r"^\s*([A-Za-z_@.\-0-9]+)\s*(<=|>=)\s*([0-9.eE+\-]+)\s*$")
+
+
+def pick_trial(study: Any, cfg: Any, *, trial: int | None = None, pick: str | None = None) -> Any:
+    """The trial to export: by number, or the best feasible one meeting ``metric<=value``.
+
+    "Best" is the first objective that is not the picked metric (a quality objective when the
+    pick is a latency budget), in its direction.
+    """
+    import optuna
+
+    from archlab.search.runner import is_feasible
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    if trial is not None:
+        found = [t for t in done if t.number == trial]
+        if not found:
+            raise ConfigError("--trial", f"no complete trial {trial} in study {cfg.name}")
+        return found[0]
+    candidates = [t for t in done if is_feasible(t)]
+    metric = None
+    if pick:
+        m = PICK.match(pick)
+        if not m:
+            raise ConfigError("--pick", f"{pick!r} is not of the form metric<=value or metric>=value")
+        metric, op, bound = m.group(1), m.group(2), float(m.group(3))
+
+        def value(t: Any) -> float:
+            attrs = {k[len("metric."):]: v for k, v in t.user_attrs.items() if k.startswith("metric.")}
+            hits = [v for k, v in attrs.items() if k == metric or k.split("@")[0] == metric]
+            if not hits:
+                raise ConfigError("--pick", f"{metric!r} is not a metric of this study ({', '.join(sorted(attrs))})")
+            return hits[0]
+
+        candidates = [t for t in candidates if (value(t) <= bound if op == "<=" else value(t) >= bound)]
+    if not candidates:
+        raise ConfigError("--pick", f"no feasible complete trial meets {pick or 'the constraints'}")
+    idx = next((i for i, o in enumerate(cfg.objectives) if not metric or o.metric != metric.split("@")[0]), 0)
+    sign = 1 if cfg.objectives[idx].direction == "minimize" else -1
+    return min(candidates, key=lambda t: sign * t.values[idx])
+
+
+@dataclass
+class Inheritance:
+    copied: list[tuple[str, str]]  # (our block, its source in the pretrained UNet)
+    fresh: list[str]  # blocks left at random init
+
+
+def inherit_from_diffusers(model: UNet, folder: str | Path) -> Inheritance:
+    """Copy weights from a local diffusers UNet wherever a block of ours has an identical block
+    (same kind, choices and shapes) in the same stage of the pretrained model, in order."""
+    from archlab.arch.diffusers_import import _read_weights, description_from_diffusers_config, diffusers_prefixes
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(str(folder), "has no config.json; give a diffusers UNet folder (a pipeline's unet/)")
+    source_desc = description_from_diffusers_config(json.loads((folder / "config.json").read_text()))
+    weights = _read_weights(folder)
+    prefixes = diffusers_prefixes(source_desc)
+    ours = model.description
+    state = model.state_dict()
+    src_by_stage: dict[str, list[tuple[str, str]]] = {}
+    for site, spec in block_specs(source_desc):
+        src_by_stage.setdefault(site.stage, []).append((f"stages.{site.name}", spec.key))
+    copied, fresh = [], []
+    for site, spec in block_specs(ours):
+        name = f"stages.{site.name}"
+        pool = src_by_stage.get(site.stage, [])
+        match = next((i for i, (_, key) in enumerate(pool) if key == spec.key), None)
+        if match is None:
+            fresh.append(site.name)
+            continue
+        src_name, _ = pool.pop(match)
+        src_prefix = prefixes[src_name]
+        for key in [k for k in state if k.startswith(name + ".")]:
+            state[key] = weights[src_prefix + key[len(name):]]
+        copied.append((site.name, src_prefix))
+    for stem in ("conv_in", "time_embedding", "conv_norm_out", "conv_out", "add_embedding"):
+        keys = [k for k in state if k.startswith(stem + ".")]
+        if keys and all(k in weights and weights[k].shape == state[k].shape for k in keys):
+            for k in keys:
+                state[k] = weights[k]
+            copied.append((stem, stem))
+        elif keys:
+            fresh.append(stem)
+    model.load_state_dict(state)
+    return Inheritance(copied, fresh)
+
+
+def check_onnx(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> float:
+    """Export to ONNX and return the max abs difference between onnxruntime and PyTorch."""
+    import onnxruntime as ort
+
+    from archlab.cost.backends.onnx_backend import export_onnx
+
+    export_onnx(model, inputs, str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(*inputs).numpy()
+    got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})[0]
+    return float(np.abs(got - expected).max())
+
+
+def latency_on_tables(desc: Description) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted((repo_root() / "latency_tables").glob("*.csv")):
+        table = LatencyTable.read(path)
+        try:
+            out[path.name] = {"ms": round(table.predict(desc).total_ms, 2), "device": table.metadata["device"],
+                              "runtime": table.metadata["runtime"], "threads": table.metadata["threads"]}
+        except MissingBlocks as exc:
+            out[path.name] = {"ms": None, "missing_blocks": len(exc.keys)}
+    return out
+
+
+HANDOFF = {
+    "step_distillation": {
+        "recipe": "SnapFusion CFG-aware step distillation (Li et al. 2023)",
+        "prediction": "v",
+        "schedule": "direct: teacher 32 -> 16 -> 8 steps (direct beat progressive); the teacher takes two DDIM steps t -> t' -> t'' per student step",
+        "student_steps": 8,
+        "vanilla_loss_weight": "max(alpha_t^2 / sigma_t^2, 1)",
+        "cfg_scale_range": [2, 14],
+        "cfg_loss_probability": 0.1,
+        "denoising_loss_weight_gamma": 0.2,
+    },
+    "one_step_gan": {
+        "recipe": "UFOGen / DiffusionGAN finetuning (as MobileDiffusion)",
+        "generator_init": "model.safetensors (this folder)",
+        "discriminator_init": "model.safetensors (this folder)",
+        "losses": "reconstruction loss on the generator's one-step output; noise added to it, then a GAN loss from the discriminator",
+        "expected_iterations": "under 10K",
+    },
+}
+
+
+def export_architecture(desc: Description, out: str | Path, *, study: str = "", trial: int | None = None,
+                        metrics: dict[str, Any] | None = None, from_diffusers: str | Path | None = None,
+                        onnx: bool = True, tflite: bool = False, coreml: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Write everything for one architecture into ``out``; returns the model card as a dict."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "description.yaml").write_text(desc.to_yaml())
+    (out / "description.json").write_text(desc.to_json())
+    torch.manual_seed(seed)
+    model = build(desc).eval()
+    inheritance = inherit_from_diffusers(model, from_diffusers) if from_diffusers else None
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
+              metadata={"description": desc.to_json()})
+    c = count(desc)
+    card: dict[str, Any] = {
+        "name": desc.name, "study": study, "trial": trial, "params": c.params, "gflops": c.gflops,
+        "conv_blocks": c.conv_blocks, "self_attention": c.self_attention, "cross_attention": c.cross_attention,
+        "resolution": desc.resolution, "latency": latency_on_tables(desc), "proxy_metrics": metrics or {},
+        "weights": "inherited from " + str(from_diffusers) if from_diffusers else f"random init (seed {seed})",
+    }
+    if inheritance is not None:
+        card["inherited_blocks"] = [{"block": a, "from": b} for a, b in inheritance.copied]
+        card["fresh_blocks"] = inheritance.fresh
+    from archlab.cost.measure import model_and_inputs
+
+    wrapper, inputs = model_and_inputs(desc, seed=seed)
+    wrapper.unet.load_state_dict(model.state_dict())
+    if onnx:
+        card["onnx_max_abs_diff"] = check_onnx(wrapper, inputs, out / "model.onnx")
+    if tflite:
+        from archlab.cost.backends.litert_backend import export_tflite
+
+        export_tflite(wrapper, inputs, str(out / "model.tflite"))
+    if coreml:
+        from archlab.cost.phones import _export_coreml
+
+        _export_coreml(wrapper, inputs, out / "model.mlpackage")
+    (out / "model_card.json").write_text(json.dumps(card, indent=1))
+    (out / "handoff.yaml").write_text(yaml.safe_dump({"model": "model.safetensors", "description": "description.yaml", **HANDOFF},
+                                                     sort_keys=False))
+    lines = [f"# {desc.name}", "", f"From study `{study}`, trial {trial}." if study else "", "",
+             f"- parameters: {c.params:,}", f"- GFLOPs at {desc.resolution}x{desc.resolution} latents: {c.gflops:.1f}",
+             f"- conv blocks / self-attention / cross-attention: {c.conv_blocks} / {c.self_attention} / {c.cross_attention}",
+             f"- weights: {card['weights']}"]
+    for name, lat in card["latency"].items():
+        lines.append(f"- predicted latency on {name}: " + (f"{lat['ms']} ms ({lat['device']}, {lat['runtime']}, {lat['threads']} threads)"
+                                                            if lat.get("ms") is not None else f"n/a ({lat['missing_blocks']} blocks not in the table)"))
+    for k, v in (metrics or {}).items():
+        lines.append(f"- proxy {k}: {v:.4g}" if isinstance(v, float) else f"- proxy {k}: {v}")
+    if "onnx_max_abs_diff" in card:
+        lines.append(f"- ONNX (onnxruntime) vs PyTorch max abs difference: {card['onnx_max_abs_diff']:.2e}")
+    lines += ["", "Next: `handoff.yaml` holds the settings for 8-step CFG-aware distillation and one-step UFOGen finetuning."]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+    return card

@@ -1,0 +1,1 @@
+"""Quality: data, text encoders, proxy models and training, metrics, the evolving search."""

@@ -1,0 +1,140 @@
+"""A study's results as one self-contained HTML file (plotly, its JavaScript embedded).
+
+Sections: the Pareto front (every trial, coloured by feasibility, front highlighted; hover
+shows trial, objectives and architecture; reference presets drawn at their predicted
+latency), the per-block latency of the front's designs as stacked bars by stage and block
+kind, and the optimisation history.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from archlab.arch.presets import preset
+from archlab.cost.counting import count
+from archlab.cost.table import LatencyTable, MissingBlocks
+from archlab.search.runner import is_feasible, pareto
+from archlab.search.study import StudyConfig
+
+REFERENCE_PRESETS = ("sd15", "snapfusion", "mobilediffusion", "mobilediffusion-lite")
+
+
+def _hover(t: optuna.trial.FrozenTrial, names: list[str]) -> str:
+    vals = "<br>".join(f"{n}: {v:.4g}" for n, v in zip(names, t.values or []))
+    return f"trial {t.number}<br>{vals}<br>{html.escape(t.user_attrs.get('summary', ''))}"
+
+
+def _preset_value(name: str, metric: str, tables: dict[str, LatencyTable]) -> float | None:
+    desc = preset(name)
+    if metric == "params":
+        return float(count(desc).params)
+    if metric == "gflops":
+        return count(desc).gflops
+    if metric.startswith("latency_ms@"):
+        stem = metric.split("@", 1)[1]
+        table = next((t for p, t in tables.items() if Path(p).stem == stem), None)
+        if table is None:
+            return None
+        try:
+            return table.predict(desc).total_ms
+        except MissingBlocks:
+            return None
+    return None  # quality metrics would need the preset's own proxy training
+
+
+def front_figure(study: optuna.Study, cfg: StudyConfig, tables: dict[str, LatencyTable]) -> go.Figure:
+    names = [o.name for o in cfg.objectives]
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    front, hv, ref = pareto(study, cfg)
+    front_ids = {t.number for t in front}
+    x_name, y_name = names[0], names[1] if len(names) > 1 else names[0]
+    fig = go.Figure()
+    for label, colour, keep in (("infeasible", "#bbbbbb", lambda t: not is_feasible(t)),
+                                ("feasible", "#4c78a8", lambda t: is_feasible(t) and t.number not in front_ids),
+                                ("Pareto front", "#e45756", lambda t: t.number in front_ids)):
+        ts = sorted((t for t in done if keep(t)), key=lambda t: t.values[0])
+        fig.add_trace(go.Scatter(x=[t.values[0] for t in ts], y=[t.values[1 if len(names) > 1 else 0] for t in ts],
+                                 mode="markers+lines" if label == "Pareto front" else "markers", name=label,
+                                 marker={"color": colour, "size": 11 if label == "Pareto front" else 8},
+                                 line={"dash": "dot"} if label == "Pareto front" else None,
+                                 text=[_hover(t, names) for t in ts], hoverinfo="text"))
+    for name in REFERENCE_PRESETS:
+        x = _preset_value(name, x_name, tables)
+        y = _preset_value(name, y_name, tables)
+        if x is not None and y is not None:
+            fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers+text", text=[name], textposition="top center",
+                                     marker={"symbol": "star", "size": 14, "color": "#54a24b"}, name=name))
+        elif x is not None:
+            fig.add_vline(x=x, line_dash="dash", line_color="#54a24b", annotation_text=name, annotation_position="top")
+    fig.update_layout(title=f"{cfg.name}: {x_name} vs {y_name} (hypervolume {hv:.4g})", xaxis_title=x_name,
+                      yaxis_title=y_name, template="plotly_white", height=520)
+    return fig
+
+
+def breakdown_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure | None:
+    front, _, _ = pareto(study, cfg)
+    key = next((k for t in front for k in t.user_attrs if k.startswith("block_latency.")), None)
+    if key is None:
+        return None
+    groups: dict[str, dict[int, float]] = {}
+    for t in front:
+        desc_blocks = {f"{s}.{i}": b for s, body in t.user_attrs["description"]["stages"].items() for i, b in enumerate(body["blocks"])}
+        for name, ms in t.user_attrs.get(key, []):
+            block = desc_blocks.get(name)
+            kind = block if isinstance(block, str) else next(iter(block)) if block else "?"
+            label = f"{name.split('.')[0]} {kind}"
+            groups.setdefault(label, {})
+            groups[label][t.number] = groups[label].get(t.number, 0.0) + ms
+    trials = [f"trial {t.number}" for t in front]
+    fig = go.Figure()
+    for label in sorted(groups, key=lambda g: (g.split()[0].rstrip("0123456789"), g)):
+        fig.add_trace(go.Bar(name=label, x=trials, y=[groups[label].get(t.number, 0.0) for t in front]))
+    fig.update_layout(barmode="stack", title=f"Per-block latency of the front's designs ({key.split('.', 1)[1]}), by stage and block kind",
+                      yaxis_title="ms (block medians, before the overhead term)", template="plotly_white", height=520)
+    return fig
+
+
+def history_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure:
+    fig = go.Figure()
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    for i, o in enumerate(cfg.objectives):
+        fig.add_trace(go.Scatter(x=[t.number for t in done], y=[t.values[i] for t in done], mode="markers+lines",
+                                 name=o.name, yaxis="y" if i == 0 else f"y{i + 1}"))
+    layout: dict[str, Any] = {"title": "Optimisation history", "xaxis_title": "trial", "template": "plotly_white", "height": 420,
+                              "yaxis": {"title": cfg.objectives[0].name}}
+    for i, o in enumerate(cfg.objectives[1:], start=2):
+        layout[f"yaxis{i}"] = {"title": o.name, "overlaying": "y", "side": "right", "anchor": "free" if i > 2 else "x",
+                               "autoshift": True}
+    fig.update_layout(**layout)
+    return fig
+
+
+def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path:
+    tables = {t: LatencyTable.read(t) for t in cfg.tables()}
+    figures = [f for f in (front_figure(study, cfg, tables), breakdown_figure(study, cfg), history_figure(study, cfg)) if f]
+    front, hv, ref = pareto(study, cfg)
+    names = [o.name for o in cfg.objectives]
+    rows = "".join(f"<tr><td>{t.number}</td>" + "".join(f"<td>{v:.4g}</td>" for v in t.values) +
+                   f"<td>{html.escape(t.user_attrs.get('summary', ''))}</td></tr>" for t in front)
+    body = "\n".join(f.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot{i}") for i, f in enumerate(figures))
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>archlab report: {html.escape(cfg.name)}</title>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;margin:24px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}}</style>
+</head><body>
+<h1>Study {html.escape(cfg.name)}</h1>
+<p>{len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))} complete trials; Pareto front of {len(front)};
+hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r in zip(names, ref))}.</p>
+<table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>architecture</th></tr>{rows}</table>
+{body}
+</body></html>"""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out

@@ -1,0 +1,1 @@
+"""Search: spaces, studies, the evolving search."""

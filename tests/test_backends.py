@@ -1,0 +1,73 @@
+"""The conformance test every latency backend runs, on the same block module."""
+
+import pytest
+import torch
+
+from archlab import preset
+from archlab.cost.backends import BACKENDS, BackendUnavailable, get_backend
+from archlab.cost.keys import block_specs
+
+SPECS = {site.block.kind: spec for site, spec in block_specs(preset("tiny"))}
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_backend_conformance(name, tmp_path):
+    reason = BACKENDS[name].available()
+    if reason:
+        with pytest.raises(BackendUnavailable, match=name):
+            get_backend(name)
+        pytest.skip(reason)
+    backend = get_backend(name, threads=1, warmup=1, repeats=4, workdir=tmp_path)
+    meta = backend.metadata()
+    assert meta["runtime"] == name and meta["threads"] == 1 and meta["repeats"] == 4
+    assert meta["device"] and meta["runtime_version"]
+    for kind in ("resnet", "transformer", "downsample", "upsample"):
+        spec = SPECS[kind]
+        run = backend.prepare(spec.module(), spec.inputs(), name=spec.key)
+        timing = backend.measure(run)
+        assert len(timing.samples_ms) == 4 and all(s > 0 for s in timing.samples_ms)
+        assert timing.min_ms <= timing.median_ms and timing.spread_ms >= 0
+    # a whole model goes through the same prepare/measure path
+    from archlab.cost.measure import model_and_inputs
+
+    model, inputs = model_and_inputs(preset("tiny"))
+    assert backend.time(model, inputs, name="tiny-model").median_ms > 0
+    backend.close()
+
+
+def test_exported_blocks_compute_what_pytorch_computes(tmp_path):
+    """The converted models the runtimes time are the builder's blocks, numerically."""
+    spec = SPECS["transformer"]
+    module, inputs = spec.module(), spec.inputs()
+    with torch.no_grad():
+        expected = module(*inputs).numpy()
+    if BACKENDS["onnxruntime"].available() is None:
+        import onnxruntime as ort
+
+        from archlab.cost.backends.onnx_backend import export_onnx
+
+        export_onnx(module, inputs, str(tmp_path / "b.onnx"))
+        session = ort.InferenceSession(str(tmp_path / "b.onnx"), providers=["CPUExecutionProvider"])
+        got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})[0]
+        assert abs(got - expected).max() < 1e-4
+    if BACKENDS["litert"].available() is None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from archlab.cost.backends.litert_backend import export_tflite
+
+        export_tflite(module, inputs, str(tmp_path / "b.tflite"))
+        interpreter = Interpreter(model_path=str(tmp_path / "b.tflite"), num_threads=1)
+        interpreter.allocate_tensors()
+        for d in interpreter.get_input_details():
+            match = next(t for t in inputs if tuple(t.shape) == tuple(d["shape"]))
+            interpreter.set_tensor(d["index"], match.numpy())
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        assert abs(got - expected).max() < 1e-4
+
+
+def test_unknown_backend_is_a_config_error():
+    from archlab import ConfigError
+
+    with pytest.raises(ConfigError, match="backend: unknown backend 'tpu'"):
+        get_backend("tpu")

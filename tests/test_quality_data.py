@@ -1,0 +1,125 @@
+"""The synthetic domain and its evaluator, real-data readers, latents, text encoders."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from archlab import ConfigError
+from archlab.quality.data import ImageFolder, ParquetImages, ShuffledCaptions, SyntheticData, open_data
+from archlab.quality.synthetic import evaluate, evaluate_many, frechet_distance, make_scene, render
+from archlab.quality.text import OpenCLIPTextEncoder, SmallTextEncoder
+
+
+def test_scenes_are_deterministic_and_varied():
+    assert make_scene(0, 5) == make_scene(0, 5) and make_scene(0, 5) != make_scene(1, 5)
+    kinds = {make_scene(0, i).kind for i in range(100)}
+    assert kinds == {"single", "relation", "count"}
+
+
+def test_evaluator_is_exact_on_the_domain_and_low_off_it():
+    scenes = [make_scene(0, i) for i in range(300)]
+    assert evaluate_many([render(s, 32) for s in scenes], scenes)["score"] == 1.0
+    assert evaluate_many([render(s, 16) for s in scenes], scenes)["score"] > 0.98
+    mismatched = evaluate_many([render(scenes[i + 1], 32) for i in range(200)], scenes[:200])["score"]
+    blank = evaluate_many([np.zeros((32, 32, 3), np.uint8)] * 50, scenes[:50])["score"]
+    assert mismatched < 0.5 and blank < 0.5
+
+
+def test_evaluator_checks_each_stated_attribute():
+    scene = next(s for s in (make_scene(0, i) for i in range(100)) if s.kind == "single" and s.position == "on the left")
+    moved = render(scene, 32)[:, ::-1]  # mirrored: the object is now on the right
+    result = evaluate(moved, scene)
+    assert result["colour"] == 1.0 and result["position"] == 0.0
+
+
+def test_frechet_distance_separates_distributions():
+    a = [render(make_scene(0, i), 32) for i in range(100)]
+    b = [render(make_scene(1, i), 32) for i in range(100)]
+    noise = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(100)]
+    assert frechet_distance(a, b) < 0.2 * frechet_distance(a, noise)
+
+
+def _images(tmp_path, n=3):
+    from PIL import Image
+
+    paths = []
+    for i in range(n):
+        img = Image.fromarray(render(make_scene(0, i), 48))
+        path = tmp_path / f"img{i}.png"
+        img.save(path)
+        paths.append(path)
+    return paths
+
+
+def test_image_folder_with_txt_and_jsonl(tmp_path):
+    paths = _images(tmp_path)
+    for i, p in enumerate(paths):
+        p.with_suffix(".txt").write_text(make_scene(0, i).caption)
+    ds = ImageFolder(tmp_path, resolution=32, cache=tmp_path / "cache")
+    image, caption = ds.get(1)
+    assert image.shape == (32, 32, 3) and caption == make_scene(0, 1).caption
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    assert (ds.get(1)[0] == image).all()
+    jsonl = tmp_path / "j"
+    jsonl.mkdir()
+    for p in paths:
+        p.rename(jsonl / p.name)
+    (jsonl / "captions.jsonl").write_text("\n".join(json.dumps({"file": p.name, "caption": f"c{i}"}) for i, p in enumerate(paths)))
+    assert ImageFolder(jsonl, resolution=16).get(2)[1] == "c2"
+    (jsonl / "captions.jsonl").write_text('{"file": "missing.png", "caption": "x"}')
+    with pytest.raises(ConfigError, match="does not exist"):
+        ImageFolder(jsonl, resolution=16)
+
+
+def test_parquet_of_image_bytes_streams_by_row_group(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    blobs, captions = [], []
+    for i in range(10):
+        buf = io.BytesIO()
+        Image.fromarray(render(make_scene(0, i), 40)).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+        captions.append(make_scene(0, i).caption)
+    pq.write_table(pa.table({"image": blobs, "caption": captions}), tmp_path / "d.parquet", row_group_size=4)
+    ds = ParquetImages(tmp_path / "d.parquet", resolution=32, cache=tmp_path / "c")
+    assert len(ds) == 10 and ds.get(9)[1] == captions[9] and ds.get(5)[0].shape == (32, 32, 3)
+    with pytest.raises(ConfigError, match="no column 'text'"):
+        ParquetImages(tmp_path / "d.parquet", resolution=32, caption_column="text")
+    with pytest.raises(ConfigError, match="data.kind"):
+        open_data("webdataset", resolution=32, path="x")
+
+
+def test_shuffled_captions_keep_images_and_move_captions():
+    ds = SyntheticData(seed=0, resolution=16)
+    shuffled = ShuffledCaptions(ds, pool=1000)
+    same = sum(shuffled.get(i)[1] == ds.get(i)[1] for i in range(50))
+    assert (shuffled.get(3)[0] == ds.get(3)[0]).all() and same < 10
+
+
+def test_text_encoders():
+    enc = SmallTextEncoder(width=32, tokens=10)
+    out = enc(["a red circle on the left", ""])
+    assert out.shape == (2, 10, 32)
+    with pytest.raises(ConfigError, match="not in the synthetic vocabulary"):
+        enc(["a purple circle"])
+    with pytest.raises(ConfigError, match="never downloads"):
+        OpenCLIPTextEncoder("/nonexistent/open_clip_vit_l14.bin")
+
+
+def test_vae_latents_are_encoded_once_and_cached(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    from archlab.quality.latents import LatentData
+
+    vae = diffusers.AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
+    vae.save_pretrained(tmp_path / "vae", safe_serialization=True)
+    data = LatentData(SyntheticData(seed=0, resolution=32), tmp_path / "vae", cache=tmp_path / "cache")
+    latent, caption = data.get(0)
+    assert latent.shape == (4, 16, 16) and data.resolution == 16 and caption == make_scene(0, 0).caption
+    assert (data.get(0)[0] == latent).all() and len(list(data.cache.glob("*.safetensors"))) == 1
+    with pytest.raises(ConfigError, match="no config.json"):
+        LatentData(SyntheticData(), tmp_path / "nothing", cache=tmp_path)

@@ -1,0 +1,137 @@
+"""Report in a real headless Chromium, the dashboard's HTTP API, and export."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import torch
+import yaml
+
+from archlab import count
+from archlab.export import export_architecture, pick_trial
+from archlab.report import write_report
+from archlab.search.runner import run_study
+from archlab.search.study import load_study
+
+STUDIES = os.path.join(os.path.dirname(__file__), "..", "studies")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    data = yaml.safe_load(open(os.path.join(STUDIES, "tiny.yaml")))
+    data["out"] = str(tmp / "out")
+    data["budget"] = {"trials": 5}
+    path = tmp / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_study(path)
+    return path, cfg, run_study(cfg, progress=False)
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no Chromium here (.ci/run installs Debian's chromium)")
+
+
+def test_report_renders_in_headless_chromium(finished, tmp_path):
+    _, cfg, study = finished
+    report = write_report(study, cfg, tmp_path / "report.html")
+    text = report.read_text()
+    assert not re.findall(r"<script[^>]*\bsrc=", text)  # plotly.js is inline: self-contained, opens offline
+    chromium = _chromium()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--log-level=0", "--virtual-time-budget=10000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    plots = text.count('class="plotly-graph-div"')
+    assert plots >= 2 and dom.stdout.count('class="plot-container plotly"') == plots, "plotly drew every figure"
+    assert dom.stdout.count('class="main-svg"') >= plots
+    console_errors = [line for line in dom.stderr.splitlines() if ":CONSOLE(" in line and ("Error" in line or "Uncaught" in line)]
+    assert not console_errors, console_errors
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,1400", report.as_uri()],
+                   capture_output=True, timeout=120)
+    from PIL import Image
+    import numpy as np
+
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    red = ((img[:, :, 0] > 200) & (img[:, :, 1] < 120) & (img[:, :, 2] < 120)).sum()  # the front's markers
+    blue = ((img[:, :, 2] > 140) & (img[:, :, 0] < 120)).sum()
+    assert red > 20 and blue > 20, (red, blue)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_serves_the_study_on_localhost(finished):
+    pytest.importorskip("optuna_dashboard")
+    path, cfg, _ = finished
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "archlab.cli", "dashboard", str(path), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        data = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    data = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert data is not None, "the dashboard answered"
+        names = [s["study_name"] for s in data["study_summaries"]]
+        assert cfg.name in names
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_export_writes_everything_and_onnx_matches(finished, tmp_path):
+    _, cfg, study = finished
+    chosen = pick_trial(study, cfg, pick="params<=200000")
+    from archlab.arch.description import description_from_dict
+
+    desc = description_from_dict(chosen.user_attrs["description"])
+    card = export_architecture(desc, tmp_path / "export", study=cfg.name, trial=chosen.number,
+                               metrics=chosen.user_attrs.get("proxy.metrics", {}))
+    for name in ("description.yaml", "description.json", "model.safetensors", "model.onnx", "model_card.json",
+                 "MODEL_CARD.md", "handoff.yaml"):
+        assert (tmp_path / "export" / name).exists(), name
+    assert card["onnx_max_abs_diff"] <= 1e-3
+    c = count(desc)
+    assert (card["params"], card["gflops"]) == (c.params, c.gflops)
+    handoff = yaml.safe_load((tmp_path / "export" / "handoff.yaml").read_text())
+    assert handoff["step_distillation"]["cfg_scale_range"] == [2, 14] and handoff["step_distillation"]["prediction"] == "v"
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "export" / "model.safetensors"))
+    assert sum(v.numel() for v in weights.values()) == c.params
+
+
+def test_export_inherits_matching_blocks_from_a_diffusers_unet(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    from archlab.arch.diffusers_import import description_from_diffusers_config
+    from archlab.search.evolve import edit
+
+    config = dict(sample_size=16, block_out_channels=[32, 64], layers_per_block=1, cross_attention_dim=32, attention_head_dim=4,
+                  down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
+    torch.manual_seed(0)
+    diffusers.UNet2DConditionModel(**config).save_pretrained(tmp_path / "unet", safe_serialization=True)
+    full = description_from_diffusers_config(config)
+    smaller = edit(full, "down0", 1, "remove")  # SnapFusion-style: a transformer removed
+    card = export_architecture(smaller, tmp_path / "out", from_diffusers=tmp_path / "unet", onnx=False)
+    inherited = {b["block"] for b in card["inherited_blocks"]}
+    assert "down0.0" in inherited and "mid.1" in inherited and "conv_in" in inherited
+    assert card["fresh_blocks"] == [] or all(b.startswith(("up", "down")) for b in card["fresh_blocks"])
