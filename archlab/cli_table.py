@@ -200,6 +200,39 @@ def validate_cmd(
 
 
 
+@table_app.command("calibrate")
+@user_errors
+def calibrate_cmd(
+    table_file: Path = typer.Argument(..., help="A table built by `archlab table build` on this machine."),
+    space: str = typer.Option("mobilediffusion", help="The space the calibration models are sampled from."),
+    models: int = typer.Option(5, help="Whole models to time."),
+    seed: int = typer.Option(0, help="Sampling seed for the calibration models."),
+    statistic: Optional[str] = typer.Option(None, help="Predict from block medians or minima (median | min); default: the table's."),
+    repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Refit a table's overhead term (and optionally switch its statistic) without re-measuring blocks."""
+    from archlab.cost.backends import get_backend
+    from archlab.cost.measure import calibrate as fit
+    from archlab.cost.table import STATISTICS, LatencyTable
+
+    table = LatencyTable.read(table_file)
+    if statistic is not None:
+        if statistic not in STATISTICS:
+            raise ConfigError("--statistic", f"{statistic!r} is not one of {', '.join(STATISTICS)}")
+        table.metadata["statistic"] = statistic
+        table.save()
+        table = LatencyTable.read(table_file)
+    meta = table.metadata
+    runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=repeats)
+    if runtime.device_name() != meta["device"]:
+        raise ConfigError(f"{table_file}: metadata.device", f"the table was measured on {meta['device']!r}, this machine is {runtime.device_name()!r}")
+    descs = calibration_models([load_space(space)], [], models, seed, runtime.max_params)
+    fit(table, runtime, descs, seed=seed, show_progress=progress)
+    o = table.overhead
+    console.print(f"overhead ({table.statistic}): {o.intercept_ms:.2f} ms + {o.scale:.4f} x block sum (from {models} whole models)")
+
+
 @table_app.command("show")
 @user_errors
 def show_cmd(table_file: Path = typer.Argument(...)) -> None:

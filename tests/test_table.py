@@ -131,3 +131,17 @@ def test_resume_refuses_other_settings(tmp_path):
     table = _filled(tmp_path)
     result = runner.invoke(app, ["table", "build", "preset:tiny", "--out", str(table.path), "--threads", "2", "--calibrate", "0", "--no-progress"])
     assert result.exit_code == 2 and "metadata." in result.stderr
+
+
+def test_a_min_statistic_table_predicts_from_minima(tmp_path):
+    table = _filled(tmp_path)  # rows: median 1 + i, min 0.9 + i
+    table.metadata["statistic"] = "min"
+    table.save()
+    table = LatencyTable.read(table.path)
+    total = table.predict(preset("tiny")).block_sum_ms
+    medians = sum(float(table.rows.set_index("key").loc[s.key, "median_ms"]) for _, s in block_specs(preset("tiny")))
+    assert total == pytest.approx(medians - 0.1 * len(block_specs(preset("tiny"))))
+    table.metadata["statistic"] = "mode"
+    table.save()
+    with pytest.raises(ConfigError, match="metadata.statistic"):
+        LatencyTable.read(table.path)

@@ -137,14 +137,22 @@ def time_models(table: LatencyTable, backend: LatencyBackend, descs: Sequence[De
     return out
 
 
+def measured(timing: Timing, statistic: str) -> float:
+    return timing.min_ms if statistic == "min" else timing.median_ms
+
+
 def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
               show_progress: bool = True) -> None:
     """Fit the table's overhead term from whole-model timings and store it with its data."""
+    table.metadata.pop("overhead", None)  # block sums first, without the old fit
     timings = time_models(table, backend, descs, seed=seed, show_progress=show_progress, label="calibration models")
-    overhead = fit_overhead((t.block_sum_ms, t.timing.median_ms) for t in timings)
+    stat = table.statistic
+    overhead = fit_overhead((t.block_sum_ms, measured(t.timing, stat)) for t in timings)
     table.metadata["overhead"] = {
-        "intercept_ms": overhead.intercept_ms, "scale": overhead.scale, "seed": seed, "fitted": "least squares, measured = intercept + scale x block sum",
-        "models": [{"name": t.desc.name, "block_sum_ms": round(t.block_sum_ms, 3), "measured_ms": round(t.timing.median_ms, 3),
+        "intercept_ms": overhead.intercept_ms, "scale": overhead.scale, "seed": seed, "statistic": stat,
+        "fitted": f"least squares, measured ({stat}) = intercept + scale x block sum ({stat}s)",
+        "models": [{"name": t.desc.name, "block_sum_ms": round(t.block_sum_ms, 3), "measured_ms": round(measured(t.timing, stat), 3),
+                    "median_ms": round(t.timing.median_ms, 3), "min_ms": round(t.timing.min_ms, 3),
                     "gflops": round(t.gflops, 3)} for t in timings],
     }
     table.save()
@@ -174,17 +182,20 @@ def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Descr
         raise ConfigError(f"{table.path}: metadata.overhead", "needs at least 2 calibration models; run `archlab table build` with --calibrate 2 or more")
     b, a = np.polyfit([c["gflops"] for c in calib], [c["measured_ms"] for c in calib], 1)
     timings = time_models(table, backend, descs, seed=seed, show_progress=show_progress, label="validation models")
-    measured = [t.timing.median_ms for t in timings]
-    ours = accuracy([t.predicted_ms for t in timings], measured)
-    flops = accuracy([a + b * t.gflops for t in timings], measured)
+    stat = table.statistic
+    truth = [measured(t.timing, stat) for t in timings]
+    ours = accuracy([t.predicted_ms for t in timings], truth)
+    flops = accuracy([a + b * t.gflops for t in timings], truth)
     return {
         **ours,
         **{f"flops_{k}": v for k, v in flops.items()},
         "samples": len(timings),
+        "statistic": stat,
         "table": str(table.path),
         "backend": backend.name,
         "device": backend.device_name(),
-        "models": [{"name": t.desc.name, "measured_ms": round(t.timing.median_ms, 3), "spread_ms": round(t.timing.spread_ms, 3),
+        "models": [{"name": t.desc.name, "measured_ms": round(measured(t.timing, stat), 3), "median_ms": round(t.timing.median_ms, 3),
+                    "min_ms": round(t.timing.min_ms, 3), "spread_ms": round(t.timing.spread_ms, 3),
                     "predicted_ms": round(t.predicted_ms, 3), "flops_predicted_ms": round(a + b * t.gflops, 3),
                     "gflops": round(t.gflops, 3), "params": count(t.desc).params} for t in timings],
     }

@@ -6,9 +6,12 @@ Rows are appended (and flushed) as they are measured, so an interrupted build ke
 it finished and a rerun measures only the missing keys. Metadata changes (the overhead fit)
 rewrite the file atomically.
 
-A whole UNet's latency is predicted as ``intercept_ms + scale x sum(block medians)``, where
+A whole UNet's latency is predicted as ``intercept_ms + scale x sum(block figures)``, where
 intercept and scale are fitted by least squares from a few whole-model timings on the same
 backend (skip concatenations, embeddings, the head and framework overhead are in them).
+The block figure is the median by default; a table whose metadata says ``"statistic":
+"min"`` predicts from the fastest run of each block and is compared with the fastest runs
+end to end, which a shared, noisy machine disturbs far less.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ COLUMNS = ["key", "kind", "median_ms", "spread_ms", "min_ms", "repeats", "measur
 REQUIRED_METADATA = ("format", "device", "runtime", "runtime_version", "threads", "dtype", "batch", "warmup", "repeats", "created")
 # the settings a resumed build must share with the file it appends to
 IDENTITY = ("device", "runtime", "threads", "dtype", "batch")
+STATISTICS = ("median", "min")
 
 
 class MissingBlocks(ArchlabError):
@@ -73,7 +77,7 @@ class LatencyTable:
         self.path = Path(path)
         self.metadata = metadata
         self.rows = rows
-        self._ms: dict[str, float] = dict(zip(rows["key"], rows["median_ms"].astype(float)))
+        self._ms: dict[str, float] = dict(zip(rows["key"], rows[f"{self.statistic}_ms"].astype(float)))
 
     # ------------------------------------------------------------------ files
 
@@ -142,7 +146,7 @@ class LatencyTable:
             f.flush()
             os.fsync(f.fileno())
         self.rows = pd.concat([self.rows if len(self.rows) else None, pd.DataFrame([row])], ignore_index=True)
-        self._ms[key] = float(row["median_ms"])
+        self._ms[key] = float(row[f"{self.statistic}_ms"])
 
     # ------------------------------------------------------------------ lookups
 
@@ -154,6 +158,11 @@ class LatencyTable:
 
     def ms(self, key: str) -> float:
         return self._ms[key]
+
+    @property
+    def statistic(self) -> str:
+        """Which per-block figure predictions add up: ``median`` or ``min``."""
+        return str(self.metadata.get("statistic", "median"))
 
     @property
     def overhead(self) -> Overhead:
@@ -194,6 +203,8 @@ def _check_metadata(meta: Any, where: str) -> None:
     for key in ("threads", "batch", "warmup", "repeats"):
         if not isinstance(meta[key], int) or meta[key] < 0:
             raise ConfigError(f"{where}: metadata.{key}", f"{meta[key]!r} is not a non-negative integer")
+    if meta.get("statistic", "median") not in STATISTICS:
+        raise ConfigError(f"{where}: metadata.statistic", f"{meta['statistic']!r} is not one of {', '.join(STATISTICS)}")
 
 
 def fit_overhead(points: Iterable[tuple[float, float]]) -> Overhead:

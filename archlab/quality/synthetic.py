@@ -144,6 +144,8 @@ def detect(image: np.ndarray, min_area: float = 0.004) -> list[Detection]:
             r, c = np.nonzero(m)
             h, w = r.max() - r.min() + 1, c.max() - c.min() + 1
             fill = area / (h * w)
+            if fill < 0.3 or max(h, w) > 2.5 * min(h, w):
+                continue  # not a compact shape: noise and smears are not objects
             shape = "square" if fill > 0.88 else "circle" if fill > 0.64 else "triangle"
             # the bounding box's centre, not the centroid: a triangle's centroid sits low
             out.append(Detection(_NAMES[ci], shape, area / (size * size), ((r.min() + r.max() + 1) / 2 / size, (c.min() + c.max() + 1) / 2 / size)))
