@@ -18,6 +18,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 import optuna
@@ -31,6 +32,8 @@ from archlab.search.space import SearchSpace, load_space
 from archlab.search.study import PROXY_METRICS, WORST, StudyConfig, constraint_values
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# heartbeats and stale-trial retries are what make kill -9 safe; their "experimental" label is noise here
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def storage_for(cfg: StudyConfig, url: str | None = None) -> optuna.storages.RDBStorage:
