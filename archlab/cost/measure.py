@@ -66,6 +66,10 @@ def open_table(path: str, backend: LatencyBackend, *, dtype: str, batch: int, ex
         if table.metadata.get(key) != meta.get(key):
             raise ConfigError(f"{path}: metadata.{key}", f"the file says {table.metadata.get(key)!r}, this build {meta.get(key)!r}; "
                               "write to another file to measure with other settings")
+    sources = list(dict.fromkeys([*table.metadata.get("sources", []), *extra.get("sources", [])]))
+    if sources != table.metadata.get("sources"):
+        table.metadata["sources"] = sources  # what the rows were measured for, over every build
+        table.save()
     return table
 
 
