@@ -137,14 +137,10 @@ def describe(
 
 def _on_the_spot(latency_table: Any) -> Any:
     """A callback that times a missing block on the table's own backend and appends it."""
-    from archlab.cost.backends import get_backend
+    from archlab.cost.measure import backend_for
 
     meta = latency_table.metadata
-    backend = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=int(meta["repeats"]))
-    if backend.device_name() != meta["device"]:
-        from archlab.errors import ConfigError
-
-        raise ConfigError("--measure-missing", f"the table was measured on {meta['device']!r}, this machine is {backend.device_name()!r}")
+    backend = backend_for(latency_table, warmup=int(meta["warmup"]), repeats=int(meta["repeats"]))
 
     def measure(spec: Any) -> None:
         timing = backend.time(spec.module(), spec.inputs(), name=spec.key)

@@ -160,13 +160,13 @@ def validate_cmd(
     seed: int = typer.Option(1, help="Sampling seed; use one other than the table's calibration seed."),
     max_params: Optional[float] = typer.Option(None, help="Only sample architectures with at most this many parameters."),
     as_json: bool = typer.Option(False, "--json"),
-    repeats: int = typer.Option(6, help="Timed runs per architecture (split over 2 interleaved passes, 2 warm-up runs each)."),
+    repeats: int = typer.Option(6, help="Timed runs per architecture (split over 2 interleaved passes, 1 warm-up run each)."),
     progress: bool = typer.Option(True),
     out: Optional[Path] = typer.Option(None, help="Also write the full result (every model) as JSON here."),
 ) -> None:
     """Predicted vs measured end-to-end latency on sampled architectures, against a FLOPs baseline."""
-    from archlab.cost.backends import get_backend, get_backend_class
-    from archlab.cost.measure import validate
+    from archlab.cost.backends import get_backend_class
+    from archlab.cost.measure import backend_for, validate
     from archlab.cost.table import LatencyTable
 
     table = LatencyTable.read(table_file)
@@ -180,10 +180,7 @@ def validate_cmd(
     descs = [d for _, d in sp.samples(samples, seed)]
     for d in descs:
         table.predict(d)  # fail before measuring anything if a block is missing
-    meta = table.metadata
-    runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=1, repeats=repeats)
-    if runtime.device_name() != meta["device"]:
-        raise ConfigError(f"{table_file}: metadata.device", f"the table was measured on {meta['device']!r}, this machine is {runtime.device_name()!r}")
+    runtime = backend_for(table, warmup=1, repeats=repeats)
     result = validate(table, runtime, descs, seed=seed, show_progress=progress)
     result["seed"] = seed
     if out is not None:
@@ -212,8 +209,7 @@ def calibrate_cmd(
     progress: bool = typer.Option(True),
 ) -> None:
     """Refit a table's overhead term (and optionally switch its statistic) without re-measuring blocks."""
-    from archlab.cost.backends import get_backend
-    from archlab.cost.measure import calibrate as fit
+    from archlab.cost.measure import backend_for, calibrate as fit
     from archlab.cost.table import STATISTICS, LatencyTable
 
     table = LatencyTable.read(table_file)
@@ -223,10 +219,7 @@ def calibrate_cmd(
         table.metadata["statistic"] = statistic
         table.save()
         table = LatencyTable.read(table_file)
-    meta = table.metadata
-    runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=repeats)
-    if runtime.device_name() != meta["device"]:
-        raise ConfigError(f"{table_file}: metadata.device", f"the table was measured on {meta['device']!r}, this machine is {runtime.device_name()!r}")
+    runtime = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=repeats)
     descs = calibration_models([load_space(space)], [], models, seed, runtime.max_params)
     fit(table, runtime, descs, seed=seed, show_progress=progress)
     o = table.overhead

@@ -73,6 +73,18 @@ def open_table(path: str, backend: LatencyBackend, *, dtype: str, batch: int, ex
     return table
 
 
+def backend_for(table: LatencyTable, *, warmup: int, repeats: int) -> LatencyBackend:
+    """The table's own backend and thread count, refusing a machine other than the one it names."""
+    from archlab.cost.backends import get_backend
+
+    meta = table.metadata
+    backend = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=warmup, repeats=repeats)
+    if backend.device_name() != meta["device"]:
+        raise ConfigError(f"{table.path}: metadata.device",
+                          f"the table was measured on {meta['device']!r}, this machine is {backend.device_name()!r}")
+    return backend
+
+
 def measure_blocks(table: LatencyTable, backend: LatencyBackend, specs: dict[str, BlockSpec], *, show_progress: bool = True,
                    passes: int = 2, chunk: int = 12) -> int:
     """Measure every key of ``specs`` missing from ``table``.

@@ -134,12 +134,10 @@ def _rename_map(old: Description, stage: str, index: int, action: str) -> dict[s
     out = {}
     for s in old.stages:
         for i in range(len(s.blocks)):
-            if s.name != stage or i < index:
+            if s.name != stage or i < index or (i == index and action == "copy"):
                 out[f"stages.{s.name}.{i}"] = f"stages.{s.name}.{i}"
-            elif i == index and action == "remove":
+            elif i == index:  # removed
                 continue
-            elif i == index:
-                out[f"stages.{s.name}.{i}"] = f"stages.{s.name}.{i}"
             else:
                 out[f"stages.{s.name}.{i}"] = f"stages.{s.name}.{i + (1 if action == 'copy' else -1)}"
     return out
