@@ -10,6 +10,8 @@ import typer
 
 from archlab.arch.presets import resolve
 from archlab.cli_common import err_console, user_errors
+from archlab.quality.proxy import ProxyConfig
+from archlab.quality.train import TrainConfig
 
 proxy_app = typer.Typer(no_args_is_help=True, help="Short proxy training to judge a candidate's quality.")
 console = err_console
@@ -21,12 +23,12 @@ def train_cmd(
     architecture: str = typer.Argument(..., help="A preset or description file (full size; the proxy rule shrinks it)."),
     data: str = typer.Option("synthetic", help="synthetic, folder or parquet."),
     data_path: Optional[str] = typer.Option(None, help="The image folder or Parquet file for real data."),
-    steps: int = typer.Option(150, help="Training steps (150: about 2 minutes for a MobileDiffusion-sized proxy on 2 cores)."),
+    steps: int = typer.Option(TrainConfig.steps, help="Training steps (250: about 1.5 minutes for a MobileDiffusion-sized proxy on 2 cores)."),
     time_budget: Optional[float] = typer.Option(None, help="Stop after this many seconds even if steps remain."),
-    batch: int = typer.Option(16),
-    width: float = typer.Option(0.0625, help="Channel multiplier of the proxy."),
-    resolution: int = typer.Option(32, help="Proxy input side."),
-    prediction: str = typer.Option("eps", help="eps or v."),
+    batch: int = typer.Option(TrainConfig.batch),
+    width: float = typer.Option(ProxyConfig.width, help="Channel multiplier of the proxy."),
+    resolution: int = typer.Option(ProxyConfig.resolution, help="Proxy input side."),
+    prediction: str = typer.Option(TrainConfig.prediction, help="v or eps."),
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="Folder for checkpoints; an existing checkpoint is resumed."),
     shuffle_captions: bool = typer.Option(False, help="Train on captions shuffled across images (a control run)."),
@@ -37,8 +39,8 @@ def train_cmd(
     """Train the candidate's proxy for a few hundred steps and print its quality metrics."""
     from archlab.quality.data import open_data
     from archlab.quality.metrics import EvalConfig, evaluate_proxy
-    from archlab.quality.proxy import ProxyConfig, proxy_description
-    from archlab.quality.train import TrainConfig, train_proxy
+    from archlab.quality.proxy import proxy_description
+    from archlab.quality.train import train_proxy
 
     desc = resolve(architecture)
     cfg = TrainConfig(steps=steps, time_budget_s=time_budget, batch=batch, prediction=prediction, seed=seed)

@@ -4,7 +4,7 @@ Trains the proxy of one architecture on the synthetic domain for the default ste
 once with the true captions and once with captions shuffled across images, and scores both
 (and the untrained proxy) with the exact evaluator on held-out captions.
 
-    .venv/bin/python benchmarks/proxy_quality.py --arch mobilediffusion --steps 150
+    .venv/bin/python benchmarks/proxy_quality.py --arch mobilediffusion --samples 128
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ from archlab.quality.train import ProxyModel, TrainConfig, train_proxy
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--arch", default="mobilediffusion")
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--steps", type=int, default=TrainConfig.steps)
     p.add_argument("--samples", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     cfg = TrainConfig(steps=a.steps, seed=a.seed)
     proxy = proxy_description(resolve(a.arch), ProxyConfig())
-    data = SyntheticData(seed=a.seed, resolution=32)
+    data = SyntheticData(seed=a.seed, resolution=ProxyConfig.resolution)
     ecfg = EvalConfig(samples=a.samples, heldout=a.samples)
-    out = {"arch": a.arch, "steps": a.steps, "proxy_channels": list(proxy.channels), "eval_samples": a.samples}
+    out = {"arch": a.arch, "steps": a.steps, "batch": cfg.batch, "resolution": ProxyConfig.resolution,
+           "prediction": cfg.prediction, "proxy_channels": list(proxy.channels), "eval_samples": a.samples}
     torch.manual_seed(a.seed)
     out["untrained"] = evaluate_proxy(ProxyModel(proxy), data, schedule=cfg.schedule, prediction=cfg.prediction, cfg=ecfg)
     for name, ds in (("trained", data), ("shuffled_captions", ShuffledCaptions(data, seed=a.seed))):

@@ -8,7 +8,7 @@ import pytest
 
 from archlab import ConfigError
 from archlab.quality.data import ImageFolder, ParquetImages, ShuffledCaptions, SyntheticData, open_data
-from archlab.quality.synthetic import evaluate, evaluate_many, frechet_distance, make_scene, render
+from archlab.quality.synthetic import COLOURS, evaluate, evaluate_many, frechet_distance, make_scene, render
 from archlab.quality.text import OpenCLIPTextEncoder, SmallTextEncoder
 
 
@@ -25,6 +25,21 @@ def test_evaluator_is_exact_on_the_domain_and_low_off_it():
     mismatched = evaluate_many([render(scenes[i + 1], 32) for i in range(200)], scenes[:200])["score"]
     blank = evaluate_many([np.zeros((32, 32, 3), np.uint8)] * 50, scenes[:50])["score"]
     assert mismatched < 0.5 and blank < 0.5
+
+
+def test_evaluator_ignores_sampling_speckle():
+    scenes = [make_scene(0, i) for i in range(100)]
+    rng = np.random.default_rng(0)
+    speckled = []
+    for s in scenes:
+        img = render(s, 16)
+        for _ in range(4):  # 2x2 specks of random palette colours: too small to be any object
+            r, c = rng.integers(0, 15, 2)
+            img[r:r + 2, c:c + 2] = list(COLOURS.values())[rng.integers(len(COLOURS))]
+        speckled.append(img)
+    noise = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in scenes]
+    assert evaluate_many(speckled, scenes)["clean"] > 0.9
+    assert evaluate_many(noise, scenes)["colour"] < 0.2
 
 
 def test_evaluator_checks_each_stated_attribute():

@@ -89,8 +89,8 @@ class Evaluator:
         from archlab.quality.train import TrainConfig, train_proxy
 
         p = self.cfg.proxy
-        pcfg = ProxyConfig(width=p.get("width", 0.0625), resolution=p.get("resolution", 32))
-        base = TrainConfig()
+        pcfg, base = ProxyConfig(), TrainConfig()
+        pcfg = ProxyConfig(width=p.get("width", pcfg.width), resolution=p.get("resolution", pcfg.resolution))
         tcfg = TrainConfig(steps=p.get("steps", base.steps), batch=p.get("batch", base.batch), lr=p.get("lr", base.lr),
                            prediction=p.get("prediction", base.prediction), seed=p.get("seed", seed))
         data = SyntheticData(seed=tcfg.seed, resolution=pcfg.resolution)
@@ -219,10 +219,11 @@ def run_evolve(cfg: StudyConfig, *, url: str | None = None, progress: bool = Tru
     latency = next((o for o in (*cfg.constraints,) if o.metric == "latency_ms" and o.max is not None), None)
     if latency is None:
         raise ConfigError("constraints", "the evolve sampler needs a latency_ms constraint with max (its latency target)")
-    p = cfg.proxy
+    p, pcfg, base = cfg.proxy, ProxyConfig(), TrainConfig()
     ecfg = EvolveConfig(start=s.get("start", "sd15"), table=latency.table, latency_target_ms=float(latency.max),
-                        proxy=ProxyConfig(width=p.get("width", 0.0625), resolution=p.get("resolution", 32)),
-                        train=TrainConfig(steps=p.get("steps", 200), batch=p.get("batch", 16), block_drop=s.get("block_drop", 0.15)),
+                        proxy=ProxyConfig(width=p.get("width", pcfg.width), resolution=p.get("resolution", pcfg.resolution)),
+                        train=TrainConfig(steps=p.get("steps", base.steps), batch=p.get("batch", base.batch),
+                                          block_drop=s.get("block_drop", 0.15)),
                         iterations=int(s.get("iterations", 6)), out=os.path.join(cfg.out, "evolve"))
     evo = Evolution(ecfg, progress=progress, log=lambda m: None)
     desc = evo.run()

@@ -12,7 +12,7 @@
       - {metric: params, max: 4.0e8}
     sampler: {kind: tpe, seed: 0}          # tpe | nsga2 | random | evolve
     budget: {trials: 12}                   # and/or timeout_s
-    proxy: {steps: 150, batch: 16, width: 0.0625, resolution: 32, eval_samples: 32}
+    proxy: {steps: 250, batch: 32, width: 0.0625, resolution: 16, eval_samples: 32}
     storage: null                          # default: sqlite:///<out>/study.db
     out: ../out/quickstart                 # relative to this file
 
