@@ -181,7 +181,10 @@ def validate_cmd(
     for d in descs:
         table.predict(d)  # fail before measuring anything if a block is missing
     runtime = backend_for(table, warmup=1, repeats=repeats)
-    result = validate(table, runtime, descs, seed=seed, show_progress=progress)
+    try:
+        result = validate(table, runtime, descs, seed=seed, show_progress=progress)
+    finally:
+        runtime.close()  # also on --json and on errors
     result["seed"] = seed
     if out is not None:
         out.write_text(json.dumps(result, indent=1))
@@ -193,7 +196,6 @@ def validate_cmd(
         fmt = "{:.1%}" if k != "spearman" else "{:.3f}"
         t.add_row(label, fmt.format(result[k]), fmt.format(result[f"flops_{k}"]))
     Console().print(t)
-    runtime.close()
 
 
 
