@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: this machine serves these two from local files (a plain `torch` pulls GBs)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test,runtimes,phones,clip,studies]'
+	$(PY) -m pip install -q -e '.[test,runtimes,phones,studies]'
 	touch $(STAMP)
 
 install: $(STAMP)

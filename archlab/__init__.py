@@ -5,10 +5,11 @@
 >>> c = archlab.count(d)
 >>> c.conv_blocks, c.self_attention, c.cross_attention
 (11, 15, 18)
+>>> "sd15" in archlab.presets()
+True
 """
 
-from archlab.arch.builder import UNet, build
-from archlab.arch.description import (
+from archlab.arch import (
     Description,
     Downsample,
     ResnetBlock,
@@ -16,17 +17,25 @@ from archlab.arch.description import (
     Stage,
     TextTimeEmbedding,
     TransformerBlock,
+    UNet,
     Upsample,
+    build,
     description_from_dict,
+    from_diffusers,
     layout,
     load_description,
+    preset,
+    presets,
+    removable,
+    resolve,
 )
-from archlab.arch.presets import list_presets, preset, resolve
-from archlab.cost.counting import count
+from archlab.cost import LatencyTable, Predictor, count
 from archlab.errors import ArchlabError, ConfigError
+from archlab.search.space import SearchSpace, load_space
 
 __all__ = [
-    "ArchlabError", "ConfigError", "Description", "Downsample", "ResnetBlock", "Site", "Stage",
-    "TextTimeEmbedding", "TransformerBlock", "UNet", "Upsample", "build", "count",
-    "description_from_dict", "layout", "list_presets", "load_description", "preset", "resolve",
+    "ArchlabError", "ConfigError", "Description", "Downsample", "LatencyTable", "Predictor", "ResnetBlock", "SearchSpace",
+    "Site", "Stage", "TextTimeEmbedding", "TransformerBlock", "UNet", "Upsample", "build", "count",
+    "description_from_dict", "from_diffusers", "layout", "load_description", "load_space", "preset", "presets",
+    "removable", "resolve",
 ]

@@ -22,23 +22,19 @@ import statistics
 
 import numpy as np
 import optuna
-from optuna._hypervolume import compute_hypervolume
 
-from archlab.cost.scoring import Scorer
-from archlab.cost.table import LatencyTable
-from archlab.search.space import load_space
+from archlab import LatencyTable, Predictor, count, load_space
+from archlab.results.pareto import hypervolume
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def capacity(score, desc) -> float:
-    from archlab.cost.counting import count
-
+def capacity(desc) -> float:
     c = count(desc)
     return math.log10(c.params) + 0.3 * math.log2(1 + c.self_attention) + 0.3 * math.log2(1 + c.cross_attention)
 
 
-def run(kind: str, seed: int, trials: int, space, scorer) -> np.ndarray:
+def run(kind: str, seed: int, trials: int, space, predictor, label) -> np.ndarray:
     sampler = {"random": optuna.samplers.RandomSampler(seed=seed),
                "tpe": optuna.samplers.TPESampler(seed=seed, multivariate=True),
                "nsga2": optuna.samplers.NSGAIISampler(seed=seed, population_size=20)}[kind]
@@ -46,8 +42,7 @@ def run(kind: str, seed: int, trials: int, space, scorer) -> np.ndarray:
 
     def objective(trial):
         _, desc = space.suggest(trial)
-        s = scorer.score(desc)
-        return s.latency_ms, capacity(s, desc)
+        return predictor.score(desc).latency_ms[label], capacity(desc)
 
     study.optimize(objective, n_trials=trials)
     return np.array([t.values for t in study.trials])
@@ -55,19 +50,20 @@ def run(kind: str, seed: int, trials: int, space, scorer) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--table", default="latency_tables/x86-2core_torch-cpu.csv")
+    p.add_argument("--table", default="x86-2core_torch-cpu")
     p.add_argument("--space", default="mobilediffusion")
     p.add_argument("--trials", type=int, default=150)
     p.add_argument("--seeds", type=int, default=5)
     a = p.parse_args()
-    space, scorer = load_space(a.space), Scorer(LatencyTable.read(a.table))
-    runs = {k: [run(k, s, a.trials, space, scorer) for s in range(a.seeds)] for k in ("random", "tpe", "nsga2")}
+    table = LatencyTable.load(a.table)
+    space, predictor = load_space(a.space), Predictor([table])
+    runs = {k: [run(k, s, a.trials, space, predictor, table.label) for s in range(a.seeds)] for k in ("random", "tpe", "nsga2")}
     allv = np.concatenate([r for rs in runs.values() for r in rs])
     ref = np.array([allv[:, 0].max() * 1.1, -(allv[:, 1].min() - 0.1 * abs(allv[:, 1].min()))])
     result = {"space": a.space, "table": a.table, "trials": a.trials, "seeds": a.seeds,
               "reference_point": {"latency_ms": float(ref[0]), "capacity": float(-ref[1])}}
     for kind, rs in runs.items():
-        hvs = [float(compute_hypervolume(np.c_[r[:, 0], -r[:, 1]], ref)) for r in rs]
+        hvs = [hypervolume(np.c_[r[:, 0], -r[:, 1]], ref) for r in rs]
         result[kind] = {"hypervolume_median": statistics.median(hvs), "hypervolumes": hvs}
     base = result["random"]["hypervolume_median"]
     for kind in ("tpe", "nsga2"):

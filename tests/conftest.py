@@ -51,3 +51,86 @@ def postgres_url():
     finally:
         subprocess.run(as_user + [f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- real-data stand-ins (made here, nothing downloaded)
+
+ENGLISH = ["a wooden boat drifting on a calm lake at sunset", "two children flying kites over a grassy hill",
+           "an old lighthouse standing on rocky cliffs", "a bowl of fresh oranges on a kitchen table",
+           "a sleepy cat curled up beside the fireplace", "snow falling quietly over a mountain village",
+           "a bicycle leaning against a brick wall", "a busy market street with colourful umbrellas"]
+
+
+@pytest.fixture(scope="session")
+def english_folder(tmp_path_factory):
+    """A Hugging Face imagefolder (images in a subfolder, metadata.jsonl with file_name and text) whose
+    captions are ordinary English the synthetic domain never uses."""
+    import json
+
+    from PIL import Image
+
+    from archlab.quality.synthetic import make_scene, render
+
+    root = tmp_path_factory.mktemp("english")
+    (root / "train").mkdir()
+    rows = []
+    for i in range(48):
+        Image.fromarray(render(make_scene(5, i), 40)).save(root / "train" / f"{i:03d}.png")
+        rows.append({"file_name": f"train/{i:03d}.png", "text": f"{ENGLISH[i % len(ENGLISH)]}, picture {i}"})
+    (root / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_openclip(tmp_path_factory):
+    """A tiny random OpenCLIP model (32-d text, 16 tokens, 32 px images): its config JSON and safetensors weights."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("openclip")
+    config = root / "tiny-clip.json"
+    config.write_text(json.dumps({"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
+                                                                   "head_width": 16},
+                                  "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    open_clip.add_model_config(str(config))
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip", pretrained=None)
+    weights = root / "tiny-clip.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    return config, weights
+
+
+@pytest.fixture(scope="session")
+def tiny_vae(tmp_path_factory):
+    """A tiny random diffusers AutoencoderKL (4 latent channels, 2x downsampling) saved as a local folder."""
+    diffusers = pytest.importorskip("diffusers")
+    import torch
+
+    root = tmp_path_factory.mktemp("vae") / "vae"
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
+    vae.save_pretrained(root, safe_serialization=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusers_unet(tmp_path_factory):
+    """A tiny random SD-1.5-family diffusers UNet (4 latent channels, 32-d cross-attention) as a local folder."""
+    diffusers = pytest.importorskip("diffusers")
+    import torch
+
+    root = tmp_path_factory.mktemp("unet") / "unet"
+    config = dict(sample_size=16, block_out_channels=[32, 64], layers_per_block=1, cross_attention_dim=32, attention_head_dim=4,
+                  down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+                  norm_num_groups=8)
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(**config)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    unet.save_pretrained(root, safe_serialization=True)
+    return root

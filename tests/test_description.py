@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from archlab import (ConfigError, Description, ResnetBlock, TransformerBlock, description_from_dict, layout,
-                     list_presets, load_description, preset)
+                     presets, load_description, preset)
 
 TINY = yaml.safe_load("""
 name: t
@@ -23,7 +23,7 @@ stages:
 """)
 
 
-@pytest.mark.parametrize("name", list_presets())
+@pytest.mark.parametrize("name", presets())
 def test_round_trip_yaml_and_json(name, tmp_path):
     d = preset(name)
     assert description_from_dict(yaml.safe_load(d.to_yaml())) == d

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from archlab import build, count, list_presets, preset
+from archlab import build, count, presets, preset
 from archlab.arch.modules import SeparableConv2d
 from archlab.arch.scaling import scale
 
@@ -83,7 +83,7 @@ def test_latent_and_text_widths():
     assert _run(m).shape == (2, 8, 16, 16)
 
 
-@pytest.mark.parametrize("name", list_presets())
+@pytest.mark.parametrize("name", presets())
 def test_every_preset_builds_small_and_trains(name):
     desc = scale(preset(name), width=0.1, resolution=16, text_dim=32)
     model = build(desc)

@@ -1,9 +1,10 @@
 """Block keys tie the counter, the table and the builder together; scoring needs no module."""
 
-from archlab import build, count, layout, preset
+import numpy as np
+
+from archlab import Predictor, build, count, layout, load_space, preset
 from archlab.arch.scaling import scale
 from archlab.cost.keys import block_specs, distinct_specs
-from archlab.cost.scoring import Scorer
 
 
 def test_keys_name_shapes_and_choices_but_not_positions():
@@ -27,9 +28,22 @@ def test_spec_module_is_the_builders_block():
         assert out.shape[1] == site.out_channels
 
 
-def test_scorer_equals_the_counter():
-    scorer = Scorer()
+def test_scores_equal_the_per_block_count():
+    predictor = Predictor()
     for name in ("sd15", "mobilediffusion", "snapfusion"):
-        s, c = scorer.score(preset(name)), count(preset(name))
-        assert (s.params, s.flops, s.latency_ms) == (c.params, c.flops, None)
+        s, c = predictor.score(preset(name)), count(preset(name))
+        assert (s.params, s.flops, s.latency_ms) == (c.params, c.flops, {})
+        assert c.params == c.stem.params + sum(b.cost.params for b in c.blocks)
     assert len(layout(preset("sd15"))) == len(block_specs(preset("sd15")))
+
+
+def test_cached_stage_costs_give_the_same_totals_as_fresh_ones():
+    """Scores come from costs cached per placed stage; a fresh predictor must agree on every candidate."""
+    space = load_space("mobilediffusion")
+    warm = Predictor()
+    rng = np.random.default_rng(5)
+    descs = [space.decode(space.pick(lambda n, o: o[int(rng.integers(len(o)))])) for _ in range(40)]
+    for d in descs:
+        warm.score(d)
+    for d in descs:
+        assert warm.score(d) == Predictor().score(d) and warm.score(d).params == count(d).params

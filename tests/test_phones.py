@@ -43,6 +43,7 @@ def test_parse_benchmark_model_outputs():
         parse_benchmark_output("nothing here")
 
 
+@pytest.mark.slow
 def test_tflite_export_and_import_from_benchmark_model(tmp_path):
     pytest.importorskip("litert_torch")
     specs = _specs(4)

@@ -5,11 +5,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
+
+from typer.testing import CliRunner
 
 from archlab import ConfigError
-from archlab.quality.data import ImageFolder, ParquetImages, ShuffledCaptions, SyntheticData, open_data
+from archlab.cli import app
+from archlab.quality.data import ImageFolder, ParquetImages, ShuffledCaptions, SyntheticData, open_data, split
 from archlab.quality.synthetic import COLOURS, evaluate, evaluate_many, frechet_distance, make_scene, render
-from archlab.quality.text import OpenCLIPTextEncoder, SmallTextEncoder
+from archlab.quality.text import OpenCLIP, OpenCLIPTextEncoder, SmallTextEncoder, vocabulary
 
 
 def test_scenes_are_deterministic_and_varied():
@@ -68,7 +72,7 @@ def _images(tmp_path, n=3):
     return paths
 
 
-def test_image_folder_with_txt_and_jsonl(tmp_path):
+def test_image_folder_layouts_users_already_have(tmp_path):
     paths = _images(tmp_path)
     for i, p in enumerate(paths):
         p.with_suffix(".txt").write_text(make_scene(0, i).caption)
@@ -77,15 +81,41 @@ def test_image_folder_with_txt_and_jsonl(tmp_path):
     assert image.shape == (32, 32, 3) and caption == make_scene(0, 1).caption
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
     assert (ds.get(1)[0] == image).all()
+    # archlab's captions.jsonl
     jsonl = tmp_path / "j"
     jsonl.mkdir()
     for p in paths:
         p.rename(jsonl / p.name)
     (jsonl / "captions.jsonl").write_text("\n".join(json.dumps({"file": p.name, "caption": f"c{i}"}) for i, p in enumerate(paths)))
-    assert ImageFolder(jsonl, resolution=16).get(2)[1] == "c2"
+    assert ImageFolder(jsonl, resolution=16, cache=tmp_path / "c2").get(2)[1] == "c2"
     (jsonl / "captions.jsonl").write_text('{"file": "missing.png", "caption": "x"}')
     with pytest.raises(ConfigError, match="does not exist"):
-        ImageFolder(jsonl, resolution=16)
+        ImageFolder(jsonl, resolution=16, cache=tmp_path / "c2")
+    # Hugging Face imagefolder: metadata.jsonl (file_name, text) or metadata.csv (file_name, caption), subfolders
+    (jsonl / "captions.jsonl").unlink()
+    (jsonl / "sub").mkdir()
+    (jsonl / paths[0].name).rename(jsonl / "sub" / paths[0].name)
+    names = ["sub/" + paths[0].name] + [p.name for p in paths[1:]]
+    (jsonl / "metadata.jsonl").write_text("\n".join(json.dumps({"file_name": n, "text": f"hf {i}"}) for i, n in enumerate(names)))
+    assert ImageFolder(jsonl, resolution=16, cache=tmp_path / "c3").get(0)[1] == "hf 0"
+    (jsonl / "metadata.jsonl").unlink()
+    (jsonl / "metadata.csv").write_text("file_name,caption\n" + "".join(f"{n},csv {i}\n" for i, n in enumerate(names)))
+    assert [c for c in ImageFolder(jsonl, resolution=16, cache=tmp_path / "c3").captions()] == ["csv 0", "csv 1", "csv 2"]
+    (jsonl / "metadata.csv").write_text("file_name,label\n" + "".join(f"{n},x\n" for n in names))
+    with pytest.raises(ConfigError, match="has no caption column"):
+        ImageFolder(jsonl, resolution=16, cache=tmp_path / "c3")
+
+
+def test_held_out_split_is_disjoint_deterministic_and_refused_when_too_small(english_folder, tmp_path):
+    ds = ImageFolder(english_folder, resolution=16, cache=tmp_path / "c")
+    train, held = split(ds, 8, seed=0)
+    again_train, again_held = split(ds, 8, seed=0)
+    assert held.indices == again_held.indices and len(held) == 8 and len(train) == len(ds) - 8
+    assert not set(train.indices) & set(held.indices)
+    with pytest.raises(ConfigError, match="data.heldout: 48 held-out items leave none of the 48"):
+        split(ds, 48)
+    synthetic_train, synthetic_held = split(SyntheticData(seed=0, resolution=16), 16)
+    assert synthetic_held.get(0)[1] != synthetic_train.get(0)[1] or synthetic_held.offset > 0
 
 
 def test_parquet_of_image_bytes_streams_by_row_group(tmp_path):
@@ -104,6 +134,7 @@ def test_parquet_of_image_bytes_streams_by_row_group(tmp_path):
     assert len(ds) == 10 and ds.get(9)[1] == captions[9] and ds.get(5)[0].shape == (32, 32, 3)
     with pytest.raises(ConfigError, match="no column 'text'"):
         ParquetImages(tmp_path / "d.parquet", resolution=32, caption_column="text")
+    assert list(ds.captions()) == captions
     with pytest.raises(ConfigError, match="data.kind"):
         open_data("webdataset", resolution=32, path="x")
 
@@ -115,14 +146,43 @@ def test_shuffled_captions_keep_images_and_move_captions():
     assert (shuffled.get(3)[0] == ds.get(3)[0]).all() and same < 10
 
 
-def test_text_encoders():
-    enc = SmallTextEncoder(width=32, tokens=10)
-    out = enc(["a red circle on the left", ""])
-    assert out.shape == (2, 10, 32)
-    with pytest.raises(ConfigError, match="not in the synthetic vocabulary"):
-        enc(["a purple circle"])
+def test_small_text_encoder_takes_any_caption():
+    vocab = vocabulary(["a red circle on the left"])
+    enc = SmallTextEncoder(vocab, width=32, tokens=10)
+    out = enc(["a red circle on the left", "", "a purple hexagon nobody trained on"])
+    assert out.shape == (3, 10, 32) and torch.isfinite(out).all()
+    ids = enc.tokenize(["a purple hexagon"])
+    assert (ids == SmallTextEncoder.UNKNOWN).any()  # unseen words map to the unknown row, not an error
+    assert enc.embed.num_embeddings == len(vocab) + 2  # only the tokens the data uses
+
+
+def test_openclip_reads_a_local_checkpoint_and_scores(tiny_openclip):
+    config, weights = tiny_openclip
+    clip = OpenCLIP(weights, model_config=config)
+    enc = OpenCLIPTextEncoder(clip)
+    emb = enc(["a boat on a lake", "a boat on a lake", ""])
+    assert emb.shape == (3, 16, 32) and torch.equal(emb[0], emb[1])
+    scores = clip.score(torch.rand(2, 3, 32, 32), ["a boat", "a cat"])
+    assert scores.shape == (2,) and (scores >= 0).all()
     with pytest.raises(ConfigError, match="never downloads"):
-        OpenCLIPTextEncoder("/nonexistent/open_clip_vit_l14.bin")
+        OpenCLIP("/nonexistent/open_clip_vit_l14.safetensors")
+    with pytest.raises(ConfigError, match="would be downloaded"):
+        OpenCLIP(weights, model="hf-hub:laion/CLIP-ViT-L-14")
+
+
+def test_english_captions_train_through_proxy_train(english_folder, tmp_path):
+    """Captions with words the synthetic domain never uses train, and are judged on a disjoint split."""
+    result = CliRunner().invoke(app, ["proxy", "train", "tiny", "--data", "folder", "--data-path", str(english_folder),
+                                      "--heldout", "8", "--eval-heldout", "8", "--eval-samples", "4", "--steps", "3",
+                                      "--batch", "4", "--width", "1", "--device", "cpu", "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["metrics"]) == {"heldout_loss", "text_gap"}  # no evaluator on real data; no CLIP model given
+    for m in report["metrics"].values():
+        assert m["n"] == 8 and np.isfinite(m["value"]) and np.isfinite(m["se"])
+    bad = CliRunner().invoke(app, ["proxy", "train", "tiny", "--data", "folder", "--data-path", str(english_folder),
+                                   "--heldout", "8", "--eval-heldout", "8", "--eval-samples", "4", "--metric", "eval_score"])
+    assert bad.exit_code == 2 and "eval_score needs the synthetic domain" in bad.stderr
 
 
 def test_vae_latents_are_encoded_once_and_cached(tmp_path):
@@ -136,5 +196,6 @@ def test_vae_latents_are_encoded_once_and_cached(tmp_path):
     latent, caption = data.get(0)
     assert latent.shape == (4, 16, 16) and data.resolution == 16 and caption == make_scene(0, 0).caption
     assert (data.get(0)[0] == latent).all() and len(list(data.cache.glob("*.safetensors"))) == 1
+    assert data.decode(torch.from_numpy(latent)[None]).shape == (1, 3, 32, 32)
     with pytest.raises(ConfigError, match="no config.json"):
         LatentData(SyntheticData(), tmp_path / "nothing", cache=tmp_path)

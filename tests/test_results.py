@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from archlab import count
-from archlab.export import export_architecture, pick_trial
-from archlab.report import write_report
+from archlab.results.export import export_architecture, pick_trial
+from archlab.results.report import write_report
 from archlab.search.runner import run_study
 from archlab.search.study import load_study
 
@@ -42,6 +42,7 @@ def _chromium():
     pytest.skip("no Chromium here (.ci/run installs Debian's chromium)")
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(finished, tmp_path):
     _, cfg, study = finished
     report = write_report(study, cfg, tmp_path / "report.html")
@@ -75,6 +76,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_study_on_localhost(finished):
     pytest.importorskip("optuna_dashboard")
     path, cfg, _ = finished
@@ -98,14 +100,15 @@ def test_dashboard_serves_the_study_on_localhost(finished):
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_export_writes_everything_and_onnx_matches(finished, tmp_path):
     _, cfg, study = finished
     chosen = pick_trial(study, cfg, pick="params<=200000")
     from archlab.arch.description import description_from_dict
 
     desc = description_from_dict(chosen.user_attrs["description"])
-    card = export_architecture(desc, tmp_path / "export", study=cfg.name, trial=chosen.number,
-                               metrics=chosen.user_attrs.get("proxy.metrics", {}))
+    metrics = chosen.user_attrs["proxy"]["metrics"]
+    card = export_architecture(desc, tmp_path / "export", provenance={"study": cfg.name, "trial": chosen.number}, metrics=metrics)
     for name in ("description.yaml", "description.json", "model.safetensors", "model.onnx", "model_card.json",
                  "MODEL_CARD.md", "handoff.yaml"):
         assert (tmp_path / "export" / name).exists(), name
@@ -118,20 +121,23 @@ def test_export_writes_everything_and_onnx_matches(finished, tmp_path):
 
     weights = load_file(str(tmp_path / "export" / "model.safetensors"))
     assert sum(v.numel() for v in weights.values()) == c.params
+    text = (tmp_path / "export" / "MODEL_CARD.md").read_text()
+    assert f"study {cfg.name}, trial {chosen.number}" in text and "proxy heldout_loss:" in text and "±" in text
 
 
-def test_export_inherits_matching_blocks_from_a_diffusers_unet(tmp_path):
-    diffusers = pytest.importorskip("diffusers")
-    from archlab.arch.diffusers_import import description_from_diffusers_config
-    from archlab.search.evolve import edit
+def test_export_inherits_matching_blocks_from_a_diffusers_unet(tmp_path, tiny_diffusers_unet):
+    from safetensors.torch import load_file
 
-    config = dict(sample_size=16, block_out_channels=[32, 64], layers_per_block=1, cross_attention_dim=32, attention_head_dim=4,
-                  down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
-    torch.manual_seed(0)
-    diffusers.UNet2DConditionModel(**config).save_pretrained(tmp_path / "unet", safe_serialization=True)
-    full = description_from_diffusers_config(config)
-    smaller = edit(full, "down0", 1, "remove")  # SnapFusion-style: a transformer removed
-    card = export_architecture(smaller, tmp_path / "out", from_diffusers=tmp_path / "unet", onnx=False)
-    inherited = {b["block"] for b in card["inherited_blocks"]}
-    assert "down0.0" in inherited and "mid.1" in inherited and "conv_in" in inherited
-    assert card["fresh_blocks"] == [] or all(b.startswith(("up", "down")) for b in card["fresh_blocks"])
+    from archlab.arch.description import edit, layout
+    from archlab.arch.diffusers_import import read_description, read_weights
+
+    full = read_description(tiny_diffusers_unet)
+    smaller = edit(full, "down0.1", "remove")  # SnapFusion-style: a transformer removed
+    card = export_architecture(smaller, tmp_path / "out", from_diffusers=tiny_diffusers_unet, onnx=False)
+    inherited = {b["block"]: b["from"] for b in card["inherited_blocks"]}
+    # every remaining block has an identical block in the same stage of the pretrained UNet
+    assert card["fresh_blocks"] == []
+    assert set(inherited) == {s.name for s in layout(smaller)} | {"conv_in", "time_embedding", "conv_norm_out", "conv_out"}
+    ours, theirs = load_file(str(tmp_path / "out" / "model.safetensors")), read_weights(tiny_diffusers_unet)
+    assert inherited["up0.1"] == "up_blocks.1.attentions.0"
+    assert torch.equal(ours["stages.up0.1.proj_in.weight"], theirs["up_blocks.1.attentions.0.proj_in.weight"])

@@ -7,7 +7,8 @@ import yaml
 
 from archlab import ConfigError, count
 from archlab.cost.keys import distinct_specs
-from archlab.search.space import list_spaces, load_space, space_from_dict
+from archlab import resources
+from archlab.search.space import load_space, space_from_dict, spaces
 
 
 def test_sampling_is_deterministic_by_seed():
@@ -67,7 +68,7 @@ def test_optuna_trials_drive_the_same_decoder():
 
 
 def test_enumeration_covers_every_sampled_block():
-    for name in list_spaces():
+    for name in spaces():
         space = load_space(name)
         enumerated = set(distinct_specs(space.iter_stage_variants()))
         sampled = set(distinct_specs(d for _, d in space.samples(150, seed=11)))
@@ -77,7 +78,7 @@ def test_enumeration_covers_every_sampled_block():
 
 
 def test_constraints_are_bounded_and_clear():
-    data = yaml.safe_load(open(load_space.__globals__["spaces_dir"]() / "tiny.yaml"))
+    data = yaml.safe_load(open(resources.find("spaces", "tiny")))
     data["constraints"] = {"max_params": 10}
     space = space_from_dict(data)
     with pytest.raises(ConfigError, match="no feasible architecture in 1000 draws"):
@@ -91,18 +92,20 @@ def test_constraints_are_bounded_and_clear():
 @pytest.mark.parametrize("change,expected", [
     (lambda d: d["levels"][0].__setitem__("channels", []), "levels[0].channels: needs at least one option"),
     (lambda d: d["levels"][0].__setitem__("down_resnets", [0]), "levels[0].down_resnets: 0 is not allowed"),
-    (lambda d: d["levels"][0].__setitem__("colour", [1]), "levels[0].colour: unknown choice"),
-    (lambda d: d["levels"][1].__setitem__("self_attention", ["yes"]), "levels[1].self_attention: 'yes' is not allowed"),
+    (lambda d: d["levels"][0].__setitem__("colour", [1]), "levels[0].colour: unknown field; allowed: channels,"),
+    (lambda d: d["levels"][1].__setitem__("self_attention", ["yes"]), "levels[1].self_attention[0]: 'yes' is not true or false"),
     (lambda d: d.__setitem__("depth", [5]), "depth: 5 levels asked but levels describes 3"),
-    (lambda d: d["transformer"].__setitem__("ff", ["relu"]), "transformer.ff: 'relu' is not allowed"),
+    (lambda d: d["transformer"].__setitem__("ff", ["relu"]), "transformer.ff[0]: 'relu' is not one of geglu, swiglu, gelu, swish"),
     (lambda d: d["transformer"].__setitem__("head_dim", [7]), "levels[0].channels: 16 does not fit"),
-    (lambda d: d.__setitem__("constraints", {"max_latency": 3}), "constraints.max_latency: unknown constraint"),
+    (lambda d: d.__setitem__("constraints", {"max_latency": 3}), "constraints.max_latency: unknown field; allowed: max_params"),
     (lambda d: d["base"].__setitem__("colour", 1), "base.colour: unknown field"),
     (lambda d: d.pop("levels"), "levels: is required"),
     (lambda d: d["mid"].__setitem__("layers", [-1]), "mid.layers: -1 is not allowed"),
+    (lambda d: d["levels"][0].__setitem__("channels", [16, 16]), "levels[0].channels: lists an option twice"),
+    (lambda d: d["levels"][0].__setitem__("channels", "wide"), "levels[0].channels[0]: 'wide' is not an integer"),
 ])
 def test_invalid_space_names_the_field(change, expected):
-    data = yaml.safe_load(open(load_space.__globals__["spaces_dir"]() / "tiny.yaml"))
+    data = yaml.safe_load(open(resources.find("spaces", "tiny")))
     change(data)
     with pytest.raises(ConfigError) as info:
         space_from_dict(data)

@@ -1,5 +1,6 @@
 """Studies: files validated, trials stored and read back, kill -9 and resume, many workers."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,8 +11,12 @@ import optuna
 import pytest
 import yaml
 
+from typer.testing import CliRunner
+
 from archlab import ConfigError
-from archlab.search.runner import completed, open_study, pareto, run_study, trials_frame
+from archlab.cli import app
+from archlab.results.pareto import pareto, trials_frame
+from archlab.search.runner import completed, open_study, run_study
 from archlab.search.study import load_study
 
 STUDIES = os.path.join(os.path.dirname(__file__), "..", "studies")
@@ -31,14 +36,16 @@ def test_trials_store_everything_needed_to_read_them_back(tmp_path):
     study = run_study(cfg, progress=False)
     assert completed(study) == 4
     t = study.best_trials[0]
-    assert {"description", "metric.params", "metric.heldout_loss", "summary", "proxy.steps_per_s"} <= set(t.user_attrs)
+    assert {"description", "metric.params", "metric.heldout_loss", "metric.heldout_loss_se", "summary", "proxy"} <= set(t.user_attrs)
+    assert t.user_attrs["proxy"]["metrics"]["heldout_loss"]["n"] == 4 and t.user_attrs["metric.heldout_loss_se"] > 0
     assert list(t.constraints) == ["params<=200000"]
     frame = trials_frame(study)
-    assert len(frame) >= 4 and {"feasible", "params", "heldout_loss", "summary"} <= set(frame.columns)
+    assert len(frame) >= 4 and {"feasible", "params", "heldout_loss", "heldout_loss_se", "summary"} <= set(frame.columns)
     front, hv, ref = pareto(study, cfg)
     assert front and hv > 0 and len(ref) == 2
 
 
+@pytest.mark.slow
 def test_infeasible_trials_are_kept_and_marked(tmp_path):
     cfg = load_study(_study(tmp_path, constraints=[{"metric": "params", "max": 10}]))
     study = run_study(cfg, progress=False)
@@ -48,11 +55,12 @@ def test_infeasible_trials_are_kept_and_marked(tmp_path):
     assert study.best_trials == []  # Optuna keeps infeasible trials off the front
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
     from archlab.search import runner
 
     calls = {"n": 0}
-    original = runner.Evaluator.proxy
+    original = runner.TrialEvaluator.quality
 
     def flaky(self, desc, seed):
         calls["n"] += 1
@@ -60,16 +68,18 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
             raise FloatingPointError("loss is nan at step 3")
         return original(self, desc, seed)
 
-    monkeypatch.setattr(runner.Evaluator, "proxy", flaky)
+    monkeypatch.setattr(runner.TrialEvaluator, "quality", flaky)
     study = run_study(load_study(_study(tmp_path)), progress=False)
     failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert completed(study) == 4 and len(failed) == 1
     assert "loss is nan" in failed[0].user_attrs["error"]
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_rerun_loses_nothing(tmp_path):
-    path = _study(tmp_path, budget={"trials": 6}, proxy={"steps": 40, "batch": 4, "width": 1.0, "resolution": 16,
-                                                          "eval_samples": 4, "ddim_steps": 2})
+    path = _study(tmp_path, budget={"trials": 6}, quality={"proxy": {"width": 1.0, "resolution": 16}, "device": "cpu",
+                                                            "train": {"steps": 40, "batch": 4},
+                                                            "eval": {"heldout": 4, "samples": 4, "ddim_steps": 2}})
     cfg = load_study(path)
     cmd = [sys.executable, "-m", "archlab.cli", "study", "run", str(path), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,7 +101,7 @@ def test_kill_minus_9_then_rerun_loses_nothing(tmp_path):
     before = completed(open_study(cfg))
     assert before >= 1
     # (the kill lands mid-trial almost always; if a trial finished in between, the rest still holds)
-    time.sleep(cfg.grace_period + 1)  # the heartbeat goes stale
+    time.sleep(cfg.heartbeat.grace + 1)  # the heartbeat goes stale
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     study = open_study(cfg)
@@ -101,11 +111,10 @@ def test_kill_minus_9_then_rerun_loses_nothing(tmp_path):
     assert len(numbers) == len(set(numbers))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_workers_share_one_storage(tmp_path, backend, request):
-    url = None if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    if url:
-        url = url + ""  # one database per test run is enough: study names differ
+    url = None if backend == "sqlite" else request.getfixturevalue("postgres_url")  # study names differ per run
     path = _study(tmp_path, name=f"workers-{backend}-{os.getpid()}", budget={"trials": 6})
     cfg = load_study(path)
     study = run_study(cfg, url=url, workers=2, progress=False)
@@ -121,9 +130,16 @@ def test_two_workers_share_one_storage(tmp_path, backend, request):
     ({"objectives": [{"metric": "params", "direction": "down"}]}, "objectives[0].direction"),
     ({"objectives": [{"metric": "latency_ms", "direction": "minimize"}]}, "objectives[0].table: latency_ms needs a latency table"),
     ({"sampler": {"kind": "cma"}}, "sampler.kind: 'cma' is not one of"),
+    ({"sampler": {"kind": "tpe", "sed": 3}}, "sampler.sed: unknown field; allowed: kind, seed, startup_trials, population"),
+    ({"sampler": {"kind": "evolve"}}, "evolve: sampler kind evolve needs an evolve: section"),
+    ({"quality": {"train": {"steps": 0}}}, "quality.train.steps: 0 must be at least 1"),
+    ({"quality": {"data": {"kind": "folder"}}}, "quality.data.path: folder data needs a path"),
+    ({"objectives": [{"metric": "eval_score", "direction": "maximize"}], "quality": {"data": {"kind": "folder", "path": "x"}}},
+     "objectives: eval_score needs the synthetic domain's evaluator"),
     ({"budget": {"trials": 0}}, "budget.trials: 0 is not a positive integer"),
     ({"constraints": [{"metric": "params"}]}, "constraints[0]: needs max or min"),
-    ({"proxy": {"epochs": 3}}, "proxy.epochs: unknown field"),
+    ({"proxy": {"epochs": 3}}, "proxy: unknown field; allowed: name, space"),
+    ({"quality": {"proxy": {"epochs": 3}}}, "quality.proxy.epochs: unknown field; allowed: width, resolution"),
     ({"space": "nowhere"}, "unknown search space 'nowhere'"),
     ({"colour": 1}, "colour: unknown field"),
 ])
@@ -133,17 +149,51 @@ def test_bad_study_files_name_the_field(tmp_path, change, message):
     assert message in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_pareto_and_trials(tmp_path):
-    from typer.testing import CliRunner
-
-    from archlab.cli import app
-
     path = _study(tmp_path)
     runner = CliRunner()
     assert runner.invoke(app, ["study", "run", str(path), "--no-progress"]).exit_code == 0
     out = runner.invoke(app, ["study", "pareto", str(path), "--json"])
-    assert out.exit_code == 0 and '"hypervolume"' in out.stdout
+    assert out.exit_code == 0
+    front = json.loads(out.stdout)
+    assert front["hypervolume"] > 0 and all("not_distinguishable_from" in r and "heldout_loss_se" in r for r in front["front"])
     assert runner.invoke(app, ["study", "trials", str(path), "--csv", str(tmp_path / "t.csv")]).exit_code == 0
     assert (tmp_path / "t.csv").read_text().count("\n") >= 5
     bad = runner.invoke(app, ["study", "run", str(tmp_path / "missing.yaml")])
     assert bad.exit_code == 2 and bad.stderr.startswith("error:")
+
+
+@pytest.mark.slow
+def test_read_only_commands_never_create_a_study_or_a_file(tmp_path):
+    path = _study(tmp_path)
+    runner = CliRunner()
+    nothing = tmp_path / "nothing-here.db"
+    for command in (["study", "pareto"], ["study", "trials", "--csv", str(tmp_path / "x.csv")], ["report"],
+                    ["export", "--out", str(tmp_path / "e")]):
+        result = runner.invoke(app, [*command[:1], *command[1:2], str(path), *command[2:], "--storage", f"sqlite:///{nothing}"]
+                               if command[0] == "study" else [command[0], str(path), *command[1:], "--storage", f"sqlite:///{nothing}"])
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+        assert not nothing.exists()
+    assert runner.invoke(app, ["study", "run", str(path), "--no-progress"]).exit_code == 0
+    other = _study(tmp_path, name="other")
+    result = runner.invoke(app, ["study", "pareto", str(other), "--storage", load_study(path).storage_url])
+    assert result.exit_code == 2 and "no study 'other'" in result.stderr and "studies there: tiny" in result.stderr
+
+
+@pytest.mark.slow
+def test_importing_archlab_leaves_optuna_and_warnings_alone():
+    """Only the command line quiets Optuna; the library changes no global logging or warning setting."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    code = ("import optuna; before = optuna.logging.get_verbosity(); "
+            "import archlab, archlab.search, archlab.results, archlab.quality; assert optuna.logging.get_verbosity() == before")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    root = pathlib.Path(__file__).parents[1] / "archlab"
+    global_changes = re.compile(r"warnings\.(filterwarnings|simplefilter)|set_verbosity|getLogger\([^)]*\)\.setLevel")
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if global_changes.search(p.read_text())]
+    assert offenders == ["cli/common.py"], offenders

@@ -8,10 +8,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from archlab import ConfigError, preset
+from archlab import ConfigError, Predictor, preset
 from archlab.cli import app
+from archlab.cost.backends import cpu_name
 from archlab.cost.keys import block_specs, distinct_specs
-from archlab.cost.scoring import Scorer
 from archlab.cost.table import COLUMNS, MAGIC, LatencyTable, MissingBlocks, fit_overhead
 
 META = {"device": "test cpu", "runtime": "torch-cpu", "runtime_version": "torch x", "threads": 1, "dtype": "float32",
@@ -34,27 +34,27 @@ def test_round_trip_and_prediction(tmp_path):
     again.metadata["overhead"] = {"intercept_ms": 2.0, "scale": 1.5}
     again.save()
     table = LatencyTable.read(table.path)
-    pred = table.predict(preset("tiny"))
+    pred = Predictor([table]).breakdown(preset("tiny"))
     expected_sum = sum(table.ms(spec.key) for _, spec in block_specs(preset("tiny")))
-    assert pred.block_sum_ms == pytest.approx(expected_sum)
-    assert pred.total_ms == pytest.approx(2.0 + 1.5 * expected_sum)
-    assert Scorer(table).score(preset("tiny")).latency_ms == pytest.approx(pred.total_ms)
+    assert pred.block_sum_ms[table.label] == pytest.approx(expected_sum)
+    assert pred.latency_ms[table.label] == pytest.approx(2.0 + 1.5 * expected_sum)
+    assert Predictor([table]).score(preset("tiny")).latency_ms[table.label] == pytest.approx(pred.latency_ms[table.label])
 
 
-def test_missing_blocks_are_listed_or_measured(tmp_path):
-    table = LatencyTable.create(tmp_path / "t.csv", META)
+def test_missing_blocks_are_listed_then_measured_on_the_spot(tmp_path):
+    meta = {**META, "device": cpu_name(), "warmup": 0, "repeats": 2}  # this machine's own table
+    table = LatencyTable.create(tmp_path / "t.csv", meta)
     with pytest.raises(MissingBlocks) as info:
-        table.predict(preset("tiny"))
+        Predictor([table]).score(preset("tiny"))
     assert "block(s) not measured" in str(info.value) and "resnet(" in str(info.value)
-    measured = []
+    assert len(info.value.keys) == len(distinct_specs([preset("tiny")]))
+    result = runner.invoke(app, ["describe", "tiny", "--table", str(table.path), "--measure-missing", "--json"])
+    assert result.exit_code == 0, result.output
+    again = LatencyTable.read(table.path)
+    assert len(again) == len(distinct_specs([preset("tiny")]))
+    import json
 
-    def measure(spec):
-        measured.append(spec.key)
-        table.append(spec.key, spec.kind, 1.0, 0.0, 1.0, 1)
-
-    pred = table.predict(preset("tiny"), measure_missing=measure)
-    assert len(measured) == len(set(measured)) == len(distinct_specs([preset("tiny")]))
-    assert pred.block_sum_ms == pytest.approx(len(block_specs(preset("tiny"))))
+    assert json.loads(result.stdout)["latency_ms"] == pytest.approx(Predictor([again]).score(preset("tiny")).latency_ms["t"])
 
 
 def test_fit_overhead_recovers_a_line():
@@ -103,6 +103,7 @@ def test_describe_with_a_table_adds_milliseconds(tmp_path):
     assert "ms" in runner.invoke(app, ["describe", "tiny", "--table", str(table.path)]).stdout
 
 
+@pytest.mark.slow
 def test_killed_build_resumes_without_measuring_twice(tmp_path):
     out = tmp_path / "resume.csv"
     cmd = [sys.executable, "-m", "archlab.cli", "table", "build", "tiny", "--out", str(out), "--repeats", "1",
@@ -116,7 +117,9 @@ def test_killed_build_resumes_without_measuring_twice(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = LatencyTable.read(out)
-    total = len(set(distinct_specs(__import__("archlab.search.space", fromlist=["x"]).load_space("tiny").iter_stage_variants())))
+    from archlab import load_space
+
+    total = len(distinct_specs(load_space("tiny").iter_stage_variants()))
     assert 0 < len(before) < total, "the kill should land mid-build"
     stamps = dict(zip(before.rows["key"], before.rows["measured_at"]))
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -138,10 +141,31 @@ def test_a_min_statistic_table_predicts_from_minima(tmp_path):
     table.metadata["statistic"] = "min"
     table.save()
     table = LatencyTable.read(table.path)
-    total = table.predict(preset("tiny")).block_sum_ms
+    total = Predictor([table]).breakdown(preset("tiny")).block_sum_ms[table.label]
     medians = sum(float(table.rows.set_index("key").loc[s.key, "median_ms"]) for _, s in block_specs(preset("tiny")))
     assert total == pytest.approx(medians - 0.1 * len(block_specs(preset("tiny"))))
     table.metadata["statistic"] = "mode"
     table.save()
     with pytest.raises(ConfigError, match="metadata.statistic"):
         LatencyTable.read(table.path)
+
+
+@pytest.mark.slow
+def test_build_calibrate_validate_on_this_machine_with_clean_json(tmp_path):
+    """Every --json prints only JSON on stdout: progress bars and messages go to stderr."""
+    import json
+
+    out = tmp_path / "tiny.csv"
+    build = runner.invoke(app, ["table", "build", "tiny", "--out", str(out), "--repeats", "2", "--warmup", "0", "--threads", "1",
+                                "--calibrate", "3"])
+    assert build.exit_code == 0, build.output
+    assert "block(s) measured" in build.stderr and build.stdout == ""
+    result = runner.invoke(app, ["table", "validate", str(out), "--samples", "3", "--seed", "5", "--repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # nothing but JSON on stdout
+    assert data["samples"] == 3 and {"within_10", "rmspe", "spearman", "flops_rmspe"} <= set(data)
+    calibrated = runner.invoke(app, ["table", "calibrate", str(out), "--models", "3", "--seed", "2", "--repeats", "2"])
+    assert calibrated.exit_code == 0, calibrated.output  # the table's own source (the tiny space), no --space needed
+    assert LatencyTable.read(out).metadata["overhead"]["seed"] == 2
+    wrong = runner.invoke(app, ["table", "calibrate", str(out), "--space", "mobilediffusion", "--models", "2"])
+    assert wrong.exit_code == 2 and "block(s) not measured" in wrong.stderr  # refused before timing anything

@@ -1,27 +1,37 @@
-"""Proxy training: reproducible by seed, resumable from safetensors, metrics, robust training."""
+"""Proxy training: reproducible by seed, resumable from safetensors, robust training, metrics with errors."""
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from archlab import preset
+from archlab import ConfigError, preset, removable
+from archlab.config import read
+from archlab.quality.config import EvalConfig, ProxyConfig, QualityConfig, TrainConfig
 from archlab.quality.data import SyntheticData
-from archlab.quality.diffusion import Schedule, ddim_sample, to_eps_x0, target, noisy
-from archlab.quality.metrics import EvalConfig, evaluate_proxy, heldout_loss, heldout_set
-from archlab.quality.proxy import ProxyConfig, proxy_description
-from archlab.quality.train import ProxyModel, TrainConfig, Trainer
+from archlab.quality.diffusion import Schedule, ddim_sample, noisy, target, to_eps_x0
+from archlab.quality.metrics import item_losses, mean_se, mismatched, paired
+from archlab.quality.pipeline import QualityPipeline
+from archlab.quality.proxy import proxy_description
+from archlab.quality.text import SmallTextEncoder, vocabulary
+from archlab.quality.train import ProxyModel, Trainer
 
-CFG = ProxyConfig(width=0.05, resolution=16, text_dim=32)
+CFG = ProxyConfig(width=0.05, resolution=16)
 DATA = SyntheticData(seed=0, resolution=16)
+VOCAB = vocabulary(DATA.captions())
 
 
 def _proxy():
-    return proxy_description(preset("mobilediffusion"), CFG)
+    return proxy_description(preset("mobilediffusion"), CFG, channels=3, text_dim=32, text_tokens=16)
 
 
-def _trainer(tmp=None, **kw):
+def _model():
     torch.manual_seed(0)
-    return Trainer(ProxyModel(_proxy()), DATA, TrainConfig(batch=4, seed=3, threads=1, **kw), out_dir=tmp)
+    return ProxyModel(_proxy(), text_encoder=SmallTextEncoder(VOCAB, width=32, tokens=16))
+
+
+def _trainer(tmp=None, block_drop=0.0, **kw):
+    return Trainer(_model(), DATA, TrainConfig(batch=4, seed=3, threads=1, **kw), block_drop=block_drop, out_dir=tmp)
 
 
 def test_proxy_keeps_topology():
@@ -44,25 +54,27 @@ def test_training_is_reproducible_and_resumes_exactly(tmp_path):
         assert torch.allclose(v, w, atol=1e-6), k
     saved = load_file(str(tmp_path / "checkpoint.safetensors"))
     assert any(k.startswith("optim.") for k in saved) and any(k.startswith("model.unet.") for k in saved)
+    assert torch.equal(saved["model.text.vocab"], torch.tensor(VOCAB))
 
 
 def test_loss_falls_and_result_reports_throughput():
-    trainer = _trainer(steps=40)
-    result = trainer.train(progress=False)
-    assert result.steps == 40 and result.steps_per_s > 0 and result.peak_memory_mb > 0
+    result = _trainer(steps=40).train(progress=False)
+    assert result.steps == 40 and result.steps_per_s > 0 and result.peak_memory_mb > 0 and result.cpu_seconds > 0
     assert sum(result.losses[-10:]) < sum(result.losses[:10])
 
 
-def test_block_drop_skips_droppable_blocks():
+def test_robust_training_skips_only_removable_blocks():
     trainer = _trainer(steps=1, block_drop=0.5)
+    assert trainer.droppable == list(removable(trainer.model.description))
     sites = {s.name: s for s in trainer.model.unet.layout}
     assert all(sites[n].skip_channels == 0 and sites[n].in_channels == sites[n].out_channels for n in trainer.droppable)
     assert any(sites[n].block.kind == "transformer" for n in trainer.droppable)
-    assert not any(sites[n].skip_channels for n in trainer.droppable)
     model = trainer.model
-    x, t, ctx = torch.randn(1, 3, 16, 16), torch.tensor([10.0]), model.text(["a red circle on the left"])
+    x, t, ctx = torch.randn(1, 3, 16, 16), torch.tensor([10.0]), model.encode(["a red circle on the left"])
     with torch.no_grad():
         assert not torch.allclose(model(x, t, ctx), model(x, t, ctx, skip_blocks=frozenset(trainer.droppable)))
+    with pytest.raises(ConfigError, match="block_drop"):
+        Trainer(_model(), DATA, TrainConfig(), block_drop=1.5)
 
 
 def test_time_budget_stops_early():
@@ -79,22 +91,42 @@ def test_v_prediction_round_trip():
     assert torch.allclose(e, eps, atol=1e-4) and torch.allclose(x, x0, atol=1e-4)
 
 
-def test_metrics_are_deterministic():
+def test_item_losses_use_common_random_numbers():
     model = _trainer(steps=2).model
-    held = heldout_set(DATA, 16)
-    a = heldout_loss(model, held, schedule=Schedule(), prediction="eps", n=16)
-    assert a == heldout_loss(model, held, schedule=Schedule(), prediction="eps", n=16)
-    metrics = evaluate_proxy(model, DATA, schedule=Schedule(), prediction="eps", cfg=EvalConfig(heldout=8, samples=8, ddim_steps=3))
-    assert {"heldout_loss", "eval_score", "eval_colour", "fd"} <= set(metrics) and 0 <= metrics["eval_score"] <= 1
+    items = [DATA.get(i) for i in range(16)]
+    kw = dict(schedule=Schedule(), prediction="v", seed=7, batch=8)
+    a = item_losses(model, items, **kw)
+    assert a.shape == (16,) and np.array_equal(a, item_losses(model, items, **kw))  # same items, noise, timesteps
+    wrong = item_losses(model, items, captions=mismatched([c for _, c in items]), **kw)
+    gap = paired(a, wrong)
+    assert gap.n == 16 and np.isfinite(gap.se)
+    # a paired difference cancels the items' own spread: its error is far below the unpaired one
+    assert gap.se < 0.5 * np.hypot(mean_se(a).se, mean_se(wrong).se)
     out = ddim_sample(lambda x, t, c: torch.zeros_like(x), (2, 3, 8, 8), torch.zeros(2, 1, 1), torch.zeros(2, 1, 1),
                       schedule=Schedule(), steps=4)
     assert out.shape == (2, 3, 8, 8)
 
 
-def test_bad_training_settings_name_the_field():
-    from archlab import ConfigError
+def test_pipeline_reports_every_metric_with_its_standard_error():
+    cfg = QualityConfig(proxy=CFG, train=TrainConfig(steps=4, batch=4, threads=1), device="cpu",
+                        eval=EvalConfig(heldout=16, samples=8, ddim_steps=3))
+    judged = QualityPipeline(cfg).judge(preset("tiny"), progress=False)
+    assert {"heldout_loss", "text_gap", "eval_score", "eval_colour", "fd"} <= set(judged.metrics)
+    for name in ("heldout_loss", "text_gap", "eval_score", "fd"):
+        e = judged.metrics[name]
+        assert np.isfinite(e.value) and np.isfinite(e.se) and e.se >= 0, name
+    assert judged.metrics["heldout_loss"].n == 16 and judged.metrics["eval_score"].n == 8
+    assert 0 <= judged.metrics["eval_score"].value <= 1
+    flat = judged.flat()
+    assert flat["heldout_loss_se"] == judged.metrics["heldout_loss"].se
 
-    with pytest.raises(ConfigError, match="train.prediction"):
-        TrainConfig(prediction="x0")
-    with pytest.raises(ConfigError, match="train.block_drop"):
-        TrainConfig(block_drop=1.5)
+
+def test_bad_training_settings_name_the_field():
+    with pytest.raises(ConfigError, match="train.prediction: 'x0' is not one of eps, v"):
+        read(TrainConfig, {"prediction": "x0"}, "train")
+    with pytest.raises(ConfigError, match="train.guidance_dropout"):
+        read(TrainConfig, {"guidance_dropout": 1.5}, "train")
+    with pytest.raises(ConfigError, match="quality.eval: asks for 512 held-out items but data.heldout keeps 64"):
+        read(QualityConfig, {"data": {"kind": "folder", "path": "x", "heldout": 64}, "eval": {"heldout": 512}}, "quality")
+    with pytest.raises(ConfigError, match="eval_score needs the synthetic domain"):
+        read(QualityConfig, {"data": {"kind": "folder", "path": "x", "heldout": 300}, "eval": {"metrics": ["eval_score"]}}, "quality")

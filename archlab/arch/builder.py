@@ -53,7 +53,7 @@ class UNet(nn.Module):
         self.time_embedding = TimestepEmbedding(c0, t)
         if desc.addition is not None:
             self.add_embedding = TimestepEmbedding(desc.addition.in_features, t)
-        self.layout = layout(desc)
+        self.layout = tuple(layout(desc))
         self.stages = nn.ModuleDict({s.name: nn.ModuleList() for s in desc.stages})
         for site in self.layout:
             self.stages[site.stage].append(build_block(site, time_dim=t, text_dim=desc.text_dim, groups=desc.norm_groups))
@@ -83,8 +83,8 @@ class UNet(nn.Module):
                 pooled_text: torch.Tensor | None = None, time_ids: torch.Tensor | None = None,
                 skip_blocks: frozenset[str] = frozenset()) -> torch.Tensor:
         """``skip_blocks`` names blocks (``"mid.1"``) to replace by the identity: SnapFusion's
-        stochastic depth in training and its block-removal evaluation. Only blocks from
-        :meth:`droppable` may be skipped."""
+        stochastic depth in training and its block-removal evaluation. Only blocks that
+        :func:`~archlab.arch.description.removable` lists may be skipped."""
         if not torch.is_tensor(timesteps):
             timesteps = torch.tensor([timesteps], device=latents.device)
         temb = self.embed_time(timesteps.to(latents.device), latents.shape[0], pooled_text, time_ids)
@@ -110,12 +110,6 @@ class UNet(nn.Module):
 
     def block(self, stage: str, index: int) -> nn.Module:
         return self.stages[stage][index]
-
-    def droppable(self) -> list[str]:
-        """Blocks the identity can stand in for: ResNets and transformers whose input and
-        output have the same shape and that take no skip connection."""
-        return [s.name for s in self.layout if isinstance(s.block, (ResnetBlock, TransformerBlock))
-                and s.in_channels == s.out_channels and not s.skip_channels]
 
 
 def build(desc: Description) -> UNet:

@@ -13,8 +13,8 @@ Skip connections follow Stable Diffusion: at each level the level's entry (``con
 level 0, the downsampler's output below it) and the output of every ResNet unit of the down
 stage (a ResNet block plus the transformers after it) are kept; each ResNet block of the up
 stage of the same level concatenates one of them, newest first. A ResNet block with none
-left takes none, and skips nobody takes are simply not used, so blocks can be removed one by
-one (SnapFusion's evolving search) and every result is still a valid UNet.
+left takes none, and skips nobody takes are simply not used, so blocks can be removed one
+by one (SnapFusion's evolving search) and every result is still a valid UNet.
 
 YAML form (a block is its kind alone, or ``{kind: {field: value}}``; ``defaults`` fills
 fields per kind)::
@@ -30,11 +30,15 @@ fields per kind)::
       mid:   {blocks: [resnet, transformer, resnet]}
       up1:   {blocks: [resnet, transformer, resnet, transformer, upsample]}
       up0:   {blocks: [resnet, resnet]}
+
+Searches build and score thousands of descriptions a second, so validation and placement
+are memoised per stage, and the frozen objects keep their hash (see :func:`_hash_cached`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -42,6 +46,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Union
 
 import yaml
 
+from archlab.config import check_keys, read, read_yaml
 from archlab.errors import ConfigError
 
 CONV_KINDS = ("regular", "separable")
@@ -51,6 +56,30 @@ ATTENTION_KINDS = ("softmax", "relu")
 PROJECTIONS = ("linear", "conv")
 
 
+def _hash_cached(cls: type) -> type:
+    """Keep each frozen object's hash after the first use.
+
+    Scoring looks placed blocks up in dictionaries millions of times; a dataclass recomputes
+    its hash from every field on each lookup. The cached value is dropped when pickling
+    (string hashes differ between processes).
+    """
+    compute = cls.__hash__
+
+    def __hash__(self: Any) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = compute(self)
+        return h
+
+    def __getstate__(self: Any) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    cls.__hash__ = __hash__  # type: ignore[method-assign]
+    cls.__getstate__ = __getstate__  # type: ignore[attr-defined]
+    return cls
+
+
+@_hash_cached
 @dataclass(frozen=True)
 class ResnetBlock:
     """SD's ResnetBlock2D. ``separable`` replaces each 3x3 conv by depthwise + pointwise."""
@@ -61,6 +90,7 @@ class ResnetBlock:
     activation: str = "silu"  # SiLU is swish: SD and MobileDiffusion both use it
 
 
+@_hash_cached
 @dataclass(frozen=True)
 class TransformerBlock:
     """SD's Transformer2DModel with ``layers`` BasicTransformerBlocks inside.
@@ -90,6 +120,7 @@ class TransformerBlock:
         return round(channels * self.ff_ratio)
 
 
+@_hash_cached
 @dataclass(frozen=True)
 class Downsample:
     """3x3 conv with stride 2, channels unchanged."""
@@ -98,6 +129,7 @@ class Downsample:
     conv: str = "regular"
 
 
+@_hash_cached
 @dataclass(frozen=True)
 class Upsample:
     """Nearest-neighbour 2x, then a 3x3 conv, channels unchanged."""
@@ -110,6 +142,7 @@ Block = Union[ResnetBlock, TransformerBlock, Downsample, Upsample]
 BLOCK_TYPES: dict[str, type] = {b.kind: b for b in (ResnetBlock, TransformerBlock, Downsample, Upsample)}
 
 
+@_hash_cached
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -129,6 +162,7 @@ class TextTimeEmbedding:
         return self.pooled_dim + self.time_ids * self.time_proj_dim
 
 
+@_hash_cached
 @dataclass(frozen=True)
 class Description:
     """A whole UNet. Build it with :func:`archlab.build`, count it with :func:`archlab.count`.
@@ -152,6 +186,9 @@ class Description:
     addition: TextTimeEmbedding | None = None
 
     def __post_init__(self) -> None:
+        for name in ("channels", "stages"):  # lists from Python callers: keep the object hashable
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         validate(self)
 
     @property
@@ -189,14 +226,22 @@ class Description:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def stage_names(levels: int) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def stage_names(levels: int) -> tuple[str, ...]:
     """Stage names in execution order."""
-    return [f"down{i}" for i in range(levels)] + ["mid"] + [f"up{i}" for i in reversed(range(levels))]
+    return tuple([f"down{i}" for i in range(levels)] + ["mid"] + [f"up{i}" for i in reversed(range(levels))])
+
+
+@functools.lru_cache(maxsize=None)
+def stage_level(name: str, levels: int) -> int:
+    """The resolution level a stage works at (``down2`` -> 2, ``mid`` -> the lowest)."""
+    return levels - 1 if name == "mid" else int(name.lstrip("downup"))
 
 
 # --------------------------------------------------------------------------- layout
 
 
+@_hash_cached
 @dataclass(frozen=True)
 class Site:
     """A block placed in a UNet: what it is, where it is, and the tensors it sees.
@@ -224,16 +269,80 @@ class Site:
         return f"{self.stage}.{self.index}"
 
 
+@_hash_cached
+@dataclass(frozen=True)
+class PlacedStage:
+    """One stage's placed blocks, and what it leaves to the stages after it.
+
+    Candidates of a search share most of their stages, so the same placed stage (the same
+    object) turns up in many layouts: costs are cached per placed stage.
+    """
+
+    sites: tuple[Site, ...]
+    pushes: tuple[tuple[int, int], ...]  # (level, channels) kept as skips, in order
+    remaining: tuple[int, ...]  # an up stage's level skips left untaken
+    channels: int  # width after the stage
+    resolution: int  # feature-map side after the stage
+    unused: str  # "level L: n of m" when an up stage leaves skips untaken
+
+
 @dataclass(frozen=True)
 class Layout:
-    sites: tuple[Site, ...]
+    stages: tuple[PlacedStage, ...]  # in execution order
     unused_skips: tuple[str, ...]  # e.g. "level 1: 2 of 3" when an up stage takes fewer
 
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        return tuple(s for stage in self.stages for s in stage.sites)
+
     def __iter__(self) -> Iterator[Site]:
-        return iter(self.sites)
+        return (s for stage in self.stages for s in stage.sites)
 
     def __len__(self) -> int:
-        return len(self.sites)
+        return sum(len(s.sites) for s in self.stages)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _place(stage: Stage, level: int, width: int, ch: int, res: int, pending: tuple[int, ...]) -> PlacedStage:
+    """Place one stage's blocks given what enters it (memoised: stages repeat across candidates)."""
+    is_down, is_up = stage.name.startswith("down"), stage.name.startswith("up")
+    waiting = list(pending)
+    sites: list[Site] = []
+    pushes: list[tuple[int, int]] = []
+    taken = 0
+    seen_resnet = False
+    for i, block in enumerate(stage.blocks):
+        where = f"stages.{stage.name}.blocks[{i}]"
+        if isinstance(block, ResnetBlock):
+            push = is_down and seen_resnet  # closes the previous ResNet unit
+            if push:
+                pushes.append((level, ch))
+            skip = waiting.pop() if is_up and waiting else 0
+            taken += bool(skip)
+            seen_resnet = True
+            sites.append(Site(stage.name, i, block, ch + skip, width, res, level, skip, push))
+            ch = width
+            continue
+        if ch != width:
+            raise ConfigError(where, f"a {block.kind} block cannot change width {ch} -> {width}; put a resnet block first")
+        if isinstance(block, Downsample):
+            push = is_down and seen_resnet
+            if push:
+                pushes.append((level, ch))
+            pushes.append((level + 1, ch))
+            sites.append(Site(stage.name, i, block, ch, ch, res, level, 0, push, level + 1))
+            res //= 2
+        else:
+            sites.append(Site(stage.name, i, block, ch, ch, res, level))
+            if isinstance(block, Upsample):
+                res *= 2
+    if ch != width:
+        raise ConfigError(f"stages.{stage.name}", f"ends at width {ch} but level {level} is {width} wide: add a resnet block")
+    if is_down and seen_resnet and not isinstance(stage.blocks[-1], Downsample):
+        pushes.append((level, ch))
+        sites[-1] = dataclasses.replace(sites[-1], push_after=level)
+    unused = f"level {level}: {len(waiting)} of {len(waiting) + taken}" if is_up and waiting else ""
+    return PlacedStage(tuple(sites), tuple(pushes), tuple(waiting), ch, res, unused)
 
 
 def layout(desc: Description, resolution: int | None = None) -> Layout:
@@ -241,59 +350,29 @@ def layout(desc: Description, resolution: int | None = None) -> Layout:
 
     Raises :class:`ConfigError` naming the block when the stages do not fit together.
     """
-    res0 = desc.resolution if resolution is None else resolution
+    res = desc.resolution if resolution is None else resolution
     cached = desc.__dict__.get("_layout")
-    if cached is not None and res0 == desc.resolution:
+    if cached is not None and res == desc.resolution:
         return cached
-    if not isinstance(res0, int) or res0 < 1 or res0 % (2 ** (desc.levels - 1)):
-        raise ConfigError("resolution", f"{res0} is not a positive multiple of 2^{desc.levels - 1} for {desc.levels} levels")
-    sites: list[Site] = []
-    skips: list[list[int]] = [[] for _ in desc.channels]
-    skips[0].append(desc.channels[0])  # conv_in's output
-    unused: list[str] = []
+    if not isinstance(res, int) or res < 1 or res % (2 ** (desc.levels - 1)):
+        raise ConfigError("resolution", f"{res} is not a positive multiple of 2^{desc.levels - 1} for {desc.levels} levels")
+    skips: list[tuple[int, ...]] = [() for _ in desc.channels]
+    skips[0] = (desc.channels[0],)  # conv_in's output
     ch = desc.channels[0]
+    placed_stages, unused = [], []
     for stage in desc.stages:
         level = stage_level(stage.name, desc.levels)
-        width = desc.channels[level]
-        res = res0 // 2**level
-        is_down, is_up = stage.name.startswith("down"), stage.name.startswith("up")
-        pending = skips[level] if is_up else []
-        taken = 0
-        seen_resnet = False
-        for i, block in enumerate(stage.blocks):
-            where = f"stages.{stage.name}.blocks[{i}]"
-            common = dict(stage=stage.name, index=i, block=block, resolution=res, level=level)
-            if isinstance(block, ResnetBlock):
-                push = is_down and seen_resnet  # closes the previous ResNet unit
-                if push:
-                    skips[level].append(ch)
-                skip = pending.pop() if is_up and pending else 0
-                taken += bool(skip)
-                seen_resnet = True
-                sites.append(Site(**common, in_channels=ch + skip, out_channels=width, skip_channels=skip, push_before=push))
-                ch = width
-                continue
-            if ch != width:
-                raise ConfigError(where, f"a {block.kind} block cannot change width {ch} -> {width}; put a resnet block first")
-            if isinstance(block, Downsample):
-                push = is_down and seen_resnet
-                if push:
-                    skips[level].append(ch)
-                skips[level + 1].append(ch)
-                sites.append(Site(**common, in_channels=ch, out_channels=ch, push_before=push, push_after=level + 1))
-                res //= 2
-            else:
-                sites.append(Site(**common, in_channels=ch, out_channels=ch))
-                if isinstance(block, Upsample):
-                    res *= 2
-        if ch != width:
-            raise ConfigError(f"stages.{stage.name}", f"ends at width {ch} but level {level} is {width} wide: add a resnet block")
-        if is_down and seen_resnet and not isinstance(stage.blocks[-1], Downsample):
-            skips[level].append(ch)
-            sites[-1] = dataclasses.replace(sites[-1], push_after=level)
-        if is_up and pending:
-            unused.append(f"level {level}: {len(pending)} of {len(pending) + taken}")
-    return Layout(tuple(sites), tuple(unused))
+        up = stage.name.startswith("up")
+        p = _place(stage, level, desc.channels[level], ch, res, skips[level] if up else ())
+        placed_stages.append(p)
+        if up:
+            skips[level] = p.remaining
+        for lvl, c in p.pushes:
+            skips[lvl] = skips[lvl] + (c,)
+        ch, res = p.channels, p.resolution
+        if p.unused:
+            unused.append(p.unused)
+    return Layout(tuple(placed_stages), tuple(unused))
 
 
 # --------------------------------------------------------------------------- validation
@@ -346,55 +425,115 @@ def _check_block(where: str, block: Block, channels: int, groups: int) -> None:
         raise ConfigError(where, f"{channels} channels is not divisible by norm_groups {groups}")
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _check_fields(channels: tuple, in_channels: Any, out_channels: Any, text_dim: Any, text_tokens: Any, resolution: Any,
+                  norm_groups: Any, time_dim: Any) -> None:
+    """The description's own fields (memoised: candidates of a space share them)."""
+    if not isinstance(channels, tuple) or not channels:
+        raise ConfigError("channels", "needs at least one level width")
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("text_dim", text_dim),
+                        ("text_tokens", text_tokens), ("resolution", resolution), ("norm_groups", norm_groups)):
+        _check_positive_int(name, value)
+    for i, c in enumerate(channels):
+        _check_positive_int(f"channels[{i}]", c)
+        if c % norm_groups:
+            raise ConfigError(f"channels[{i}]", f"{c} is not divisible by norm_groups {norm_groups}")
+    if time_dim is not None:
+        _check_positive_int("time_dim", time_dim)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _check_stage(stage: Stage, level: int, last: int, width: int, groups: int) -> None:
+    """Every block of one stage, in its place (memoised: stages repeat across candidates)."""
+    down = stage.name.startswith("down") and level < last
+    up = stage.name.startswith("up") and level > 0
+    for i, block in enumerate(stage.blocks):
+        where = f"stages.{stage.name}.blocks[{i}]"
+        if not isinstance(block, tuple(BLOCK_TYPES.values())):
+            raise ConfigError(where, f"{block!r} is not a block")
+        is_last = i == len(stage.blocks) - 1
+        if isinstance(block, Downsample) and not (down and is_last):
+            raise ConfigError(where, "a downsample block may only end a down stage above the lowest level")
+        if isinstance(block, Upsample) and not (up and is_last):
+            raise ConfigError(where, "an upsample block may only end an up stage below the top level")
+        _check_block(where, block, width, groups)
+    needed = Downsample if down else Upsample if up else None
+    if needed is not None and (not stage.blocks or not isinstance(stage.blocks[-1], needed)):
+        raise ConfigError(f"stages.{stage.name}.blocks", f"must end with a {needed.kind} block")
+
+
 def validate(desc: Description) -> None:
     """Check a description; raise :class:`ConfigError` naming the first wrong field."""
     if not isinstance(desc.name, str) or not desc.name:
         raise ConfigError("name", "must be a non-empty string")
-    if not desc.channels:
-        raise ConfigError("channels", "needs at least one level width")
-    for i, c in enumerate(desc.channels):
-        _check_positive_int(f"channels[{i}]", c)
-        if c % desc.norm_groups:
-            raise ConfigError(f"channels[{i}]", f"{c} is not divisible by norm_groups {desc.norm_groups}")
-    for name in ("in_channels", "out_channels", "text_dim", "text_tokens", "resolution", "norm_groups"):
-        _check_positive_int(name, getattr(desc, name))
-    if desc.time_dim is not None:
-        _check_positive_int("time_dim", desc.time_dim)
-    expected = stage_names(desc.levels)
-    got = [s.name for s in desc.stages]
+    _check_fields(desc.channels, desc.in_channels, desc.out_channels, desc.text_dim, desc.text_tokens, desc.resolution,
+                  desc.norm_groups, desc.time_dim)
+    levels = len(desc.channels)
+    expected = stage_names(levels)
+    got = tuple(s.name for s in desc.stages)
     if got != expected:
         missing = [n for n in expected if n not in got]
         extra = [n for n in got if n not in expected]
         if extra:
-            raise ConfigError(f"stages.{extra[0]}", f"is not a stage of a {desc.levels}-level UNet; allowed: {', '.join(expected)}")
+            raise ConfigError(f"stages.{extra[0]}", f"is not a stage of a {levels}-level UNet; allowed: {', '.join(expected)}")
         if missing:
-            raise ConfigError(f"stages.{missing[0]}", f"is missing; a {desc.levels}-level UNet has {', '.join(expected)}")
+            raise ConfigError(f"stages.{missing[0]}", f"is missing; a {levels}-level UNet has {', '.join(expected)}")
         raise ConfigError("stages", f"must be in the order {', '.join(expected)}")
-    last = desc.levels - 1
     for stage in desc.stages:
-        level = stage_level(stage.name, desc.levels)
-        for i, block in enumerate(stage.blocks):
-            where = f"stages.{stage.name}.blocks[{i}]"
-            if not isinstance(block, tuple(BLOCK_TYPES.values())):
-                raise ConfigError(where, f"{block!r} is not a block")
-            is_last = i == len(stage.blocks) - 1
-            wants_down = stage.name.startswith("down") and level < last
-            wants_up = stage.name.startswith("up") and level > 0
-            if isinstance(block, Downsample) and not (wants_down and is_last):
-                raise ConfigError(where, "a downsample block may only end a down stage above the lowest level")
-            if isinstance(block, Upsample) and not (wants_up and is_last):
-                raise ConfigError(where, "an upsample block may only end an up stage below the top level")
-            _check_block(where, block, desc.channels[level], desc.norm_groups)
-        needed = Downsample if stage.name.startswith("down") and level < last else Upsample if stage.name.startswith("up") and level > 0 else None
-        if needed is not None and (not stage.blocks or not isinstance(stage.blocks[-1], needed)):
-            raise ConfigError(f"stages.{stage.name}.blocks", f"must end with a {needed.kind} block")
+        level = stage_level(stage.name, levels)
+        _check_stage(stage, level, levels - 1, desc.channels[level], desc.norm_groups)
     # the layout of a valid description is checked here and kept: scoring reads it again
     object.__setattr__(desc, "_layout", layout(desc))
 
 
+# --------------------------------------------------------------------------- editing
+
+
+def edit(desc: Description, name: str, action: str) -> Description:
+    """``desc`` with block ``name`` (``"mid.1"``) removed, or copied right after itself."""
+    stage, index = name.rsplit(".", 1)
+    blocks = list(desc.stage(stage).blocks)
+    if action == "remove":
+        del blocks[int(index)]
+    elif action == "copy":
+        blocks.insert(int(index) + 1, blocks[int(index)])
+    else:
+        raise ValueError(f"action {action!r} is not remove or copy")
+    return desc.with_blocks(stage, blocks)
+
+
+@functools.lru_cache(maxsize=4096)
+def removable(desc: Description) -> tuple[str, ...]:
+    """Blocks the identity can stand in for, and that can be deleted from the description.
+
+    A ResNet or transformer block is removable when it keeps its width, takes no skip, and
+    deleting it leaves every other block's shapes and skips unchanged. This one rule serves
+    SnapFusion's robust training (blocks skipped at random), its removal evaluation (a block
+    skipped in the forward) and the description edit that follows.
+
+    >>> from archlab import preset
+    >>> names = removable(preset("sd15"))
+    >>> "down0.1" in names, "mid.0" in names, "up0.0" in names
+    (True, True, False)
+    """
+    sites = tuple(layout(desc))
+    out = []
+    for site in sites:
+        if not isinstance(site.block, (ResnetBlock, TransformerBlock)) or site.in_channels != site.out_channels or site.skip_channels:
+            continue
+        try:
+            smaller = edit(desc, site.name, "remove")
+        except ConfigError:
+            continue
+        shapes = lambda ss: [(s.in_channels, s.out_channels, s.skip_channels) for s in ss]  # noqa: E731
+        if shapes(s for s in sites if s is not site) == shapes(layout(smaller)):
+            out.append(site.name)
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- (de)serialisation
 
-_TOP_FIELDS = {f.name for f in fields(Description)}
+_TOP_FIELDS = [f.name for f in fields(Description)]
 
 
 def _block_to_data(block: Block) -> Any:
@@ -416,25 +555,6 @@ def description_to_dict(desc: Description) -> dict[str, Any]:
     return out
 
 
-def _build_dataclass(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(where, f"expected a mapping of fields, got {data!r}")
-    allowed = [f.name for f in fields(cls)]
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(f"{where}.{key}", f"unknown field; allowed: {', '.join(allowed)}")
-    kwargs = {}
-    for f in fields(cls):
-        if f.name in data:
-            value = data[f.name]
-            if f.default is not dataclasses.MISSING and isinstance(f.default, float) and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            kwargs[f.name] = value
-    return cls(**kwargs)
-
-
 def _block_from_data(data: Any, where: str, defaults: Mapping[str, Mapping[str, Any]]) -> Block:
     if isinstance(data, str):
         kind, values = data, {}
@@ -447,27 +567,20 @@ def _block_from_data(data: Any, where: str, defaults: Mapping[str, Mapping[str, 
         raise ConfigError(where, f"unknown block kind {kind!r}; allowed: {', '.join(BLOCK_TYPES)}")
     if not isinstance(values, Mapping):
         raise ConfigError(where, f"fields of a {kind} block must be a mapping, got {values!r}")
-    return _build_dataclass(BLOCK_TYPES[kind], {**defaults.get(kind, {}), **values}, where)
+    return read(BLOCK_TYPES[kind], {**defaults.get(kind, {}), **values}, where)
 
 
 def description_from_dict(data: Any) -> Description:
     """Build and validate a description from plain data (a parsed YAML or JSON file)."""
     if not isinstance(data, Mapping):
         raise ConfigError("", f"a description is a mapping with name, channels and stages, got {type(data).__name__}")
-    allowed = sorted(_TOP_FIELDS | {"defaults"})
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(str(key), f"unknown field; allowed: {', '.join(allowed)}")
-    for key in ("name", "channels", "stages"):
-        if key not in data:
-            raise ConfigError(key, "is required")
+    check_keys(data, [*_TOP_FIELDS, "defaults"], "", required=("name", "channels", "stages"))
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise ConfigError("defaults", "must map a block kind to its default fields")
+    check_keys(defaults, BLOCK_TYPES, "defaults")
     for kind, values in defaults.items():
-        if kind not in BLOCK_TYPES:
-            raise ConfigError(f"defaults.{kind}", f"unknown block kind; allowed: {', '.join(BLOCK_TYPES)}")
-        _build_dataclass(BLOCK_TYPES[kind], values, f"defaults.{kind}")
+        read(BLOCK_TYPES[kind], values, f"defaults.{kind}")
     channels = data["channels"]
     if not isinstance(channels, (list, tuple)):
         raise ConfigError("channels", f"must be a list of level widths, got {channels!r}")
@@ -487,14 +600,12 @@ def description_from_dict(data: Any) -> Description:
     stages.sort(key=lambda s: order.get(s.name, len(order)))  # a mapping's order is not the user's intent
     kwargs = {k: v for k, v in data.items() if k in _TOP_FIELDS and k not in ("stages", "channels", "addition")}
     if data.get("addition") is not None:
-        kwargs["addition"] = _build_dataclass(TextTimeEmbedding, data["addition"], "addition")
+        kwargs["addition"] = read(TextTimeEmbedding, data["addition"], "addition")
     return Description(channels=tuple(channels), stages=tuple(stages), **kwargs)
 
 
 def load_description(path: str | Path) -> Description:
     """Read a description from a YAML or JSON file (``yaml.safe_load`` reads both)."""
-    from archlab.yamlio import read_yaml
-
     return description_from_dict(read_yaml(path))
 
 
@@ -517,8 +628,3 @@ def block_summary(block: Block) -> str:
     if block.conv == "separable":
         return f"{block.kind}(sep)"
     return block.kind
-
-
-def stage_level(name: str, levels: int) -> int:
-    return levels - 1 if name == "mid" else int(name.lstrip("downup"))
-

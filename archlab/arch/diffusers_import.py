@@ -189,7 +189,9 @@ def map_state_dict(model: UNet, source: Mapping[str, torch.Tensor]) -> dict[str,
     return mapped
 
 
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a local diffusers UNet folder (one safetensors file or an index of shards)."""
+    folder = Path(folder)
     single = folder / "diffusion_pytorch_model.safetensors"
     index = folder / "diffusion_pytorch_model.safetensors.index.json"
     if single.is_file():
@@ -203,18 +205,29 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise ConfigError(str(folder), "has no diffusion_pytorch_model.safetensors (archlab reads safetensors only)")
 
 
+def is_diffusers_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder with a diffusers UNet's ``config.json``."""
+    return (Path(path) / "config.json").is_file()
+
+
+def read_description(folder: str | Path, *, name: str | None = None) -> Description:
+    """The description of a local diffusers UNet folder, from its ``config.json`` alone."""
+    folder = Path(folder)
+    if not is_diffusers_folder(folder):
+        raise ConfigError(str(folder), "has no config.json; give a diffusers UNet folder (a pipeline's unet/)")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(folder / "config.json"), f"is not valid JSON: {exc.msg}") from None
+    return description_from_diffusers_config(config, name=name or folder.name)
+
+
 def from_diffusers(folder: str | Path, *, name: str | None = None) -> UNet:
     """Our UNet with the weights of a local diffusers UNet folder.
 
     ``folder`` holds ``config.json`` and ``diffusion_pytorch_model.safetensors`` (for a full
-    pipeline, pass its ``unet/`` subfolder).
+    pipeline, pass its ``unet/`` subfolder). Every key and shape is checked both ways.
     """
-    folder = Path(folder)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ConfigError(str(folder), "has no config.json; give a diffusers UNet folder (a pipeline's unet/)")
-    config = json.loads(config_path.read_text())
-    desc = description_from_diffusers_config(config, name=name or folder.name)
-    model = build(desc)
-    model.load_state_dict(map_state_dict(model, _read_weights(folder)), strict=True)
+    model = build(read_description(folder, name=name))
+    model.load_state_dict(map_state_dict(model, read_weights(folder)), strict=True)
     return model

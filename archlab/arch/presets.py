@@ -1,7 +1,7 @@
-"""Named reference architectures, stored as YAML in ``search_spaces/presets/``.
+"""Named reference architectures, shipped as YAML in the package (``search_spaces/presets/``).
 
->>> from archlab import preset, list_presets
->>> "mobilediffusion" in list_presets()
+>>> from archlab import preset, presets
+>>> "mobilediffusion" in presets()
 True
 >>> preset("sd15").channels
 (320, 640, 1280, 1280)
@@ -13,30 +13,24 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from archlab import resources
 from archlab.arch.description import Description, load_description
 from archlab.errors import ConfigError
 
-
-def repo_root() -> Path:
-    """The folder holding search_spaces/, latency_tables/ and studies/ (ARCHLAB_HOME overrides)."""
-    env = os.environ.get("ARCHLAB_HOME")
-    return Path(env) if env else Path(__file__).resolve().parents[2]
+DESCRIPTION_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def presets_dir() -> Path:
-    return repo_root() / "search_spaces" / "presets"
-
-
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+def presets() -> list[str]:
+    """The registered preset names, sorted."""
+    return resources.names("presets")
 
 
 @lru_cache(maxsize=None)
 def preset(name: str) -> Description:
     """The description registered as ``name``."""
-    path = presets_dir() / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError("preset", f"unknown preset {name!r}; known: {', '.join(list_presets())}")
+    path = resources.find("presets", name)
+    if path is None:
+        raise ConfigError("preset", f"unknown preset {name!r}; known: {', '.join(presets())}")
     return load_description(path)
 
 
@@ -45,8 +39,8 @@ def resolve(name_or_path: str | os.PathLike) -> Description:
     text = str(name_or_path)
     if text.startswith("preset:"):
         return preset(text.split(":", 1)[1])
-    if text in list_presets():
+    if text in presets():
         return preset(text)
-    if text.endswith((".yaml", ".yml", ".json")) or os.sep in text:
-        return load_description(text)
-    raise ConfigError("architecture", f"{text!r} is neither a preset ({', '.join(list_presets())}) nor a .yaml/.json file")
+    if text.endswith(DESCRIPTION_SUFFIXES) or os.sep in text:
+        return load_description(Path(text))
+    raise ConfigError("architecture", f"{text!r} is neither a preset ({', '.join(presets())}) nor a .yaml/.json file")

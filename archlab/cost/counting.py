@@ -6,22 +6,22 @@ layers and attention matmuls (2 x B x N x M x C for QK^T and AV) are counted, no
 activations are not. :mod:`archlab.cost.fvcore_count` checks these formulas against
 fvcore's traced count block by block (tests/test_counting.py).
 
-No module is built and nothing is traced, so a candidate is scored in microseconds.
+No module is built and nothing is traced; :mod:`archlab.cost.predict` adds these per
+block (and latency from tables) for whole descriptions.
 
->>> from archlab import count, preset
->>> c = count(preset("sd15"))
->>> c.params
-859520964
->>> round(c.gflops)
-402
+>>> from archlab import preset
+>>> from archlab.arch.description import layout
+>>> site = next(iter(layout(preset("sd15"))))
+>>> cost = site_cost(site, time_dim=1280, text_dim=768, text_tokens=77)
+>>> cost.params, round(cost.flops / 1e9, 2)
+(2255040, 7.56)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
-from archlab.arch.description import Description, Downsample, ResnetBlock, Site, TransformerBlock, Upsample, layout
+from archlab.arch.description import Description, Downsample, ResnetBlock, Site, TransformerBlock, Upsample
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,6 @@ def site_cost(site: Site, *, time_dim: int, text_dim: int, text_tokens: int, bat
     raise TypeError(f"not a block: {b!r}")
 
 
-_site_cost_cached = lru_cache(maxsize=200_000)(site_cost)
-
-
 def stem_cost(desc: Description, resolution: int, batch: int = 1) -> Cost:
     """conv_in, the time (and SDXL's extra) embedding, and the output head."""
     c0, t, px = desc.channels[0], desc.time_embed_dim, resolution * resolution
@@ -116,41 +113,3 @@ def stem_cost(desc: Description, resolution: int, batch: int = 1) -> Cost:
         cost += _linear(desc.addition.in_features, t, batch) + _linear(t, t, batch)
     cost += _norm(c0, batch * c0 * px) + _conv("regular", c0, desc.out_channels, 3, px, batch)
     return cost
-
-
-@dataclass(frozen=True)
-class BlockCount:
-    site: Site
-    cost: Cost
-
-
-@dataclass(frozen=True)
-class ModelCount:
-    params: int
-    flops: int
-    stem: Cost
-    blocks: tuple[BlockCount, ...]
-    conv_blocks: int
-    self_attention: int
-    cross_attention: int
-
-    @property
-    def gflops(self) -> float:
-        return self.flops / 1e9
-
-
-def count(desc: Description, *, resolution: int | None = None, batch: int = 1) -> ModelCount:
-    """Exact parameters and fvcore-convention FLOPs of ``desc`` at ``resolution`` (latent side)."""
-    res = desc.resolution if resolution is None else resolution
-    kw = dict(time_dim=desc.time_embed_dim, text_dim=desc.text_dim, text_tokens=desc.text_tokens, batch=batch)
-    blocks = tuple(BlockCount(s, _site_cost_cached(s, **kw)) for s in layout(desc, res))
-    stem = stem_cost(desc, res, batch)
-    total = stem
-    for bc in blocks:
-        total += bc.cost
-    return ModelCount(
-        params=total.params, flops=total.flops, stem=stem, blocks=blocks,
-        conv_blocks=sum(isinstance(bc.site.block, ResnetBlock) for bc in blocks),
-        self_attention=sum(bc.site.block.layers for bc in blocks if isinstance(bc.site.block, TransformerBlock) and bc.site.block.self_attention),
-        cross_attention=sum(bc.site.block.layers for bc in blocks if isinstance(bc.site.block, TransformerBlock) and bc.site.block.cross_attention),
-    )

@@ -31,9 +31,14 @@ def fvcore_flops(module: torch.nn.Module, inputs: tuple[Any, ...]) -> int:
     analysis = FlopCountAnalysis(module.eval(), inputs)
     analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with torch.no_grad():
-        return int(analysis.total())
+    logger = logging.getLogger("fvcore")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # for this count only: fvcore logs every op it skips
+    try:
+        with torch.no_grad():
+            return int(analysis.total())
+    finally:
+        logger.setLevel(level)
 
 
 def block_flops(site: Site, desc: Description, batch: int = 1) -> int:

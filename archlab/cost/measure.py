@@ -12,46 +12,27 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from scipy.stats import spearmanr
-from torch import nn
 
-from archlab.arch.builder import build
 from archlab.arch.description import Description
+from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
-from archlab.cost.counting import count
 from archlab.cost.keys import BlockSpec
+from archlab.cost.predict import Predictor, count
 from archlab.cost.table import IDENTITY, LatencyTable, fit_overhead
 from archlab.errors import ConfigError
 
 
-class _Forward(nn.Module):
-    """A UNet with a plain tensor signature, for exporters: (latents, timesteps, text)."""
-
-    def __init__(self, unet: nn.Module):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.unet(latents, timesteps, text)
-
-
-def model_and_inputs(desc: Description, *, batch: int = 1, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    torch.manual_seed(seed)
-    model = _Forward(build(desc)).eval()
-    g = torch.Generator().manual_seed(seed)
-    r = desc.resolution
-    inputs = (torch.randn(batch, desc.in_channels, r, r, generator=g), torch.full((batch,), 500.0),
-              torch.randn(batch, desc.text_tokens, desc.text_dim, generator=g))
-    return model, inputs
-
-
 def progress_bar(enabled: bool = True) -> Progress:
+    """A rich progress bar on stderr (stdout stays clean for ``--json``)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[current]}"), disable=not enabled, transient=False)
+                    TimeRemainingColumn(), TextColumn("{task.fields[current]}"), disable=not enabled, transient=False,
+                    console=Console(stderr=True))
 
 
-def open_table(path: str, backend: LatencyBackend, *, dtype: str, batch: int, extra: dict[str, Any]) -> LatencyTable:
+def open_for_build(path: str, backend: LatencyBackend, *, dtype: str, batch: int, extra: dict[str, Any]) -> LatencyTable:
     """The table at ``path`` if its settings match the backend's (resume), else a new one."""
     meta = {**backend.metadata(), "dtype": dtype, "batch": batch, **extra}
     try:
@@ -73,6 +54,47 @@ def open_table(path: str, backend: LatencyBackend, *, dtype: str, batch: int, ex
     return table
 
 
+def table_space(table: LatencyTable, space: str | None = None):
+    """The space whole models are sampled from: ``space``, else the table's first space source."""
+    from archlab.cost.sources import resolve_sources
+    from archlab.search.space import load_space
+
+    if space is not None:
+        return load_space(space)
+    spaces, _ = resolve_sources(table.metadata.get("sources") or [])
+    if not spaces:
+        raise ConfigError(f"{table.path}: metadata.sources", "name no search space to sample models from; pass --space")
+    return spaces[0]
+
+
+def sample_table_models(table: LatencyTable, *, n: int, seed: int, space: str | None = None,
+                        max_params: float | None = None) -> list[Description]:
+    """``n`` whole models (to calibrate or validate on) sampled from the table's own space unless
+    ``space`` is given, within the runtime's size limit; checked to be predictable from the
+    table before anything is timed."""
+    from archlab.cost.table import MissingBlocks
+
+    sampled = table_space(table, space)
+    limits = [x for x in (max_params, table_backend_limit(table)) if x is not None]
+    if limits:
+        sampled = sampled.with_constraints(max_params=min(limits))
+    descs = [d for _, d in sampled.samples(n, seed)]
+    predictor = Predictor([table])
+    missing: dict[str, None] = {}
+    for d in descs:
+        missing.update(dict.fromkeys(predictor.missing(d).get(table.label, {})))
+    if missing:
+        raise MissingBlocks(list(missing), table.name)
+    return descs
+
+
+def table_backend_limit(table: LatencyTable) -> int | None:
+    from archlab.cost.backends import BACKENDS
+
+    backend = BACKENDS.get(str(table.metadata.get("runtime")))
+    return backend.max_params if backend is not None else None
+
+
 def backend_for(table: LatencyTable, *, warmup: int, repeats: int) -> LatencyBackend:
     """The table's own backend and thread count, refusing a machine other than the one it names."""
     from archlab.cost.backends import get_backend
@@ -83,6 +105,18 @@ def backend_for(table: LatencyTable, *, warmup: int, repeats: int) -> LatencyBac
         raise ConfigError(f"{table.path}: metadata.device",
                           f"the table was measured on {meta['device']!r}, this machine is {backend.device_name()!r}")
     return backend
+
+
+def measure_missing(table: LatencyTable, desc: Description, *, show_progress: bool = True) -> int:
+    """Time the blocks of ``desc`` the table lacks, now, on the table's own backend, and add them."""
+    specs = Predictor([table]).missing(desc).get(table.label, {})
+    if not specs:
+        return 0
+    backend = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=int(table.metadata["repeats"]))
+    try:
+        return measure_blocks(table, backend, specs, show_progress=show_progress)
+    finally:
+        backend.close()
 
 
 def measure_blocks(table: LatencyTable, backend: LatencyBackend, specs: dict[str, BlockSpec], *, show_progress: bool = True,
@@ -147,9 +181,10 @@ def time_models(table: LatencyTable, backend: LatencyBackend, descs: Sequence[De
                 del model
                 progress.advance(task)
     out = []
+    predictor = Predictor([table])
     for desc, s in zip(descs, samples):
-        pred = table.predict(desc)
-        out.append(ModelTiming(desc, Timing.from_samples(s), pred.block_sum_ms, pred.total_ms, count(desc).gflops))
+        pred = predictor.breakdown(desc)
+        out.append(ModelTiming(desc, Timing.from_samples(s), pred.block_sum_ms[table.label], pred.latency_ms[table.label], pred.gflops))
     return out
 
 

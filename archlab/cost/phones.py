@@ -22,38 +22,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
-import torch
 
 from archlab.arch.description import Description
-from archlab.cost.keys import BlockSpec
+from archlab.convert import export, model_and_inputs
+from archlab.cost.keys import BlockSpec, block_specs
 from archlab.cost.table import LatencyTable, fit_overhead, now
 from archlab.errors import ConfigError
 
 FORMATS = ("tflite", "coreml")
-
-
-def _export_coreml(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
-    try:
-        import coremltools as ct
-    except ImportError:
-        raise ConfigError("format", "coreml needs coremltools (pip install 'archlab[phones]')") from None
-    from archlab.cost.backends.quiet import quiet_fds
-
-    with quiet_fds(), torch.no_grad():
-        traced = torch.jit.trace(module.eval(), inputs)
-        mlmodel = ct.convert(traced, inputs=[ct.TensorType(name=f"input{i}", shape=tuple(t.shape)) for i, t in enumerate(inputs)],
-                             convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
-                             compute_precision=ct.precision.FLOAT32)
-        mlmodel.save(str(path))
-
-
-def _export(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, fmt: str) -> None:
-    if fmt == "tflite":
-        from archlab.cost.backends.litert_backend import export_tflite
-
-        export_tflite(module, inputs, str(path))
-    else:
-        _export_coreml(module, inputs, path)
+SUFFIXES = {"tflite": ".tflite", "coreml": ".mlpackage"}
 
 
 def export_blocks(specs: dict[str, BlockSpec], out: str | Path, *, fmt: str, models: Sequence[Description] = (),
@@ -63,28 +40,25 @@ def export_blocks(specs: dict[str, BlockSpec], out: str | Path, *, fmt: str, mod
         raise ConfigError("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
     out = Path(out)
     (out / "blocks").mkdir(parents=True, exist_ok=True)
-    suffix = ".tflite" if fmt == "tflite" else ".mlpackage"
+    suffix = SUFFIXES[fmt]
     entries = []
     for i, (key, spec) in enumerate(specs.items()):
         rel = f"blocks/b{i:04d}{suffix}"
         inputs = spec.inputs()
         if not (out / rel).exists():
-            _export(spec.module(), inputs, out / rel, fmt)
+            export(spec.module(), inputs, out / rel, fmt)
         entries.append({"key": key, "file": rel, "kind": spec.kind, "inputs": [list(t.shape) for t in inputs],
                         "params": spec.cost().params, "gflops": spec.cost().flops / 1e9})
         if progress is not None:
             progress()
     model_entries = []
     if models:
-        from archlab.cost.keys import block_specs
-        from archlab.cost.measure import model_and_inputs
-
         (out / "models").mkdir(exist_ok=True)
         for j, desc in enumerate(models):
             rel = f"models/m{j:03d}{suffix}"
             module, inputs = model_and_inputs(desc)
             if not (out / rel).exists():
-                _export(module, inputs, out / rel, fmt)
+                export(module, inputs, out / rel, fmt)
             model_entries.append({"name": desc.name, "file": rel, "inputs": [list(t.shape) for t in inputs],
                                   "block_keys": [s.key for _, s in block_specs(desc)]})
     first = next(iter(specs.values()))

@@ -6,9 +6,10 @@ Rows are appended (and flushed) as they are measured, so an interrupted build ke
 it finished and a rerun measures only the missing keys. Metadata changes (the overhead fit)
 rewrite the file atomically.
 
-A whole UNet's latency is predicted as ``intercept_ms + scale x sum(block figures)``, where
-intercept and scale are fitted by least squares from a few whole-model timings on the same
-backend (skip concatenations, embeddings, the head and framework overhead are in them).
+A whole UNet's latency is predicted (by :class:`archlab.cost.predict.Predictor`) as
+``intercept_ms + scale x sum(block figures)``, where intercept and scale are fitted by least
+squares from a few whole-model timings on the same backend (skip concatenations,
+embeddings, the head and framework overhead are in them).
 The block figure is the median by default; a table whose metadata says ``"statistic":
 "min"`` predicts from the fastest run of each block and is compared with the fastest runs
 end to end, which a shared, noisy machine disturbs far less.
@@ -22,13 +23,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from archlab.arch.description import Description, Site
-from archlab.cost.keys import BlockSpec, block_specs
+from archlab import resources
 from archlab.errors import ArchlabError, ConfigError
 
 MAGIC = "# archlab-latency-table "
@@ -63,13 +63,6 @@ class Overhead:
         return self.intercept_ms + self.scale * block_sum_ms
 
 
-@dataclass
-class Prediction:
-    total_ms: float
-    block_sum_ms: float
-    blocks: list[tuple[Site, str, float]]
-
-
 class LatencyTable:
     """Measured block latencies plus metadata. Load with :meth:`read`, make with :meth:`create`."""
 
@@ -90,7 +83,19 @@ class LatencyTable:
         return table
 
     @classmethod
+    def load(cls, name_or_path: str | Path) -> "LatencyTable":
+        """A table file, or a shipped table by name (``x86-2core_torch-cpu``)."""
+        path = Path(name_or_path)
+        if not path.exists() and path.suffix != ".csv" and os.sep not in str(name_or_path):
+            shipped = resources.find("tables", str(name_or_path))
+            if shipped is None:
+                raise ConfigError("table", f"{name_or_path!r} is neither a file nor a shipped table ({', '.join(resources.names('tables'))})")
+            path = shipped
+        return cls.read(path)
+
+    @classmethod
     def read(cls, path: str | Path) -> "LatencyTable":
+        """Read and check a table file."""
         path = Path(path)
         try:
             text = path.read_text()
@@ -113,7 +118,7 @@ class LatencyTable:
         if list(rows.columns) != COLUMNS:
             raise ConfigError(f"{path}: columns", f"{list(rows.columns)} is not {COLUMNS}")
         for col in ("median_ms", "spread_ms", "min_ms", "repeats"):
-            if not pd.api.types.is_numeric_dtype(rows[col]) or rows[col].isna().any():
+            if len(rows) and (not pd.api.types.is_numeric_dtype(rows[col]) or rows[col].isna().any()):
                 raise ConfigError(f"{path}: column {col}", "must hold numbers in every row")
         if (rows["median_ms"] <= 0).any():
             raise ConfigError(f"{path}: column median_ms", "must be positive")
@@ -173,23 +178,10 @@ class LatencyTable:
     def name(self) -> str:
         return self.path.name
 
-    def check_compatible(self, desc: Description) -> None:
-        if desc.text_tokens != self.metadata.get("text_tokens", desc.text_tokens):
-            raise ConfigError(str(self.path), f"was measured with {self.metadata['text_tokens']} text tokens, the description has {desc.text_tokens}")
-
-    def predict(self, desc: Description, *, measure_missing: Callable[[BlockSpec], float] | None = None) -> Prediction:
-        """Latency of ``desc`` from its blocks' medians and the fitted overhead."""
-        specs = block_specs(desc, batch=int(self.metadata["batch"]), dtype=str(self.metadata["dtype"]))
-        missing = [s.key for _, s in specs if s.key not in self._ms]
-        if missing:
-            if measure_missing is None:
-                raise MissingBlocks(list(dict.fromkeys(missing)), self.name)
-            for _, spec in specs:
-                if spec.key not in self._ms:
-                    measure_missing(spec)
-        blocks = [(site, spec.key, self._ms[spec.key]) for site, spec in specs]
-        block_sum = sum(ms for _, _, ms in blocks)
-        return Prediction(self.overhead.apply(block_sum), block_sum, blocks)
+    @property
+    def label(self) -> str:
+        """The table's name without ``.csv``: what ``latency_ms@<label>`` metrics refer to."""
+        return self.path.stem
 
 
 def _check_metadata(meta: Any, where: str) -> None:

@@ -1,1 +1,31 @@
-"""Quality: data, text encoders, proxy models and training, metrics, the evolving search."""
+"""Quality: judging a candidate by training a short proxy and measuring it.
+
+The pieces: data (the synthetic domain, image folders, Parquet, VAE latents), text
+encoders, the proxy rule, training, metrics with standard errors, and the one
+:class:`QualityPipeline` that puts them together under a :class:`QualityConfig`.
+"""
+
+from archlab.quality.config import (
+    ClipConfig,
+    DataConfig,
+    EvalConfig,
+    ProxyConfig,
+    QualityConfig,
+    TextConfig,
+    TrainConfig,
+)
+from archlab.quality.data import ImageFolder, ParquetImages, ShuffledCaptions, SyntheticData, open_data, split
+from archlab.quality.diffusion import Schedule, ddim_sample, ddim_step, ddim_times
+from archlab.quality.metrics import HIGHER_IS_BETTER, Estimate, mean_se, paired
+from archlab.quality.pipeline import Judgement, QualityPipeline, resolve_device
+from archlab.quality.proxy import proxy_description
+from archlab.quality.text import OpenCLIP, OpenCLIPTextEncoder, SmallTextEncoder
+from archlab.quality.train import ProxyModel, Trainer, TrainResult
+
+__all__ = [
+    "HIGHER_IS_BETTER", "ClipConfig", "DataConfig", "Estimate", "EvalConfig", "ImageFolder", "Judgement", "OpenCLIP",
+    "OpenCLIPTextEncoder", "ParquetImages", "ProxyConfig", "ProxyModel", "QualityConfig", "QualityPipeline", "Schedule",
+    "ShuffledCaptions", "SmallTextEncoder", "SyntheticData", "TextConfig", "TrainConfig", "TrainResult", "Trainer",
+    "ddim_sample", "ddim_step", "ddim_times", "mean_se", "open_data", "paired", "proxy_description", "resolve_device",
+    "split",
+]

@@ -1,269 +1,301 @@
-"""SnapFusion's architecture evolving (Li et al. 2023, Algorithm 1), on a proxy.
+"""SnapFusion's architecture evolving (Li et al. 2023, Algorithm 1): the one implementation.
 
-1. Robust training: the proxy of the starting architecture is trained with stochastic
-   depth (each droppable ResNet and transformer block skipped with probability
-   ``block_drop``), so it stays accurate when blocks are removed.
-2. Each evolution iteration fine-tunes robustly, then for every removable block measures
-   Delta-quality (the held-out loss with the block skipped minus the loss without) and
-   takes Delta-latency from the latency table (the full-size UNet with and without it).
-   While the predicted latency is above the target, the blocks with the smallest
-   Delta-quality / Delta-latency are removed; once it is met, the block with the largest
-   value is copied (added) if the target still holds.
-3. Every action is logged with its figures and the latency after it; the result is a
-   description file.
+``archlab evolve FILE`` and a study's ``sampler: {kind: evolve}`` both call :func:`evolve`
+with an :class:`EvolveConfig` (the search settings, defaults written once here), a
+:class:`~archlab.quality.config.QualityConfig` (how quality is judged), a latency table
+and a target.
 
-Removable blocks are those the identity can replace without changing any other block's
-shapes: every transformer, and ResNets that take no skip and keep their width (the mid
-stage's, and down-stage ResNets after a level's first). A removal also removes the block
-from the full-size description, whose latency the table predicts.
+1. Robust training: the model (the start's proxy, or a pretrained UNet itself) is trained
+   with every removable block (:func:`~archlab.arch.description.removable`) replaced by the
+   identity with probability ``block_drop`` at each step.
+2. Each evolving iteration fine-tunes robustly, then, for every removable block, measures
+   Delta-quality *paired*: the chosen metric on the same held-out items (images, noise,
+   timesteps, captions, sampling noise) with and without the block, item by item, with its
+   standard error; and Delta-latency from the table (the full-size UNet with and without it).
+3. While the predicted latency is above the target, the blocks with the smallest
+   quality-lost / latency-saved ratio are removed (``remove_per_iteration`` at most); once
+   it is met, the most valuable block whose copy still meets it is copied (``copy``).
+
+Quality lost is signed so that positive means worse without the block (``heldout_loss``
+rises, ``text_gap``, ``eval_score`` and ``clip_score`` fall). Ties: a Delta-quality within
+two standard errors of zero is noise; such blocks count as losing nothing (ratio 0) and,
+among themselves, the one saving the most latency goes first. Every candidate of every
+iteration is logged (``log.json``) with its Delta-quality, standard error, Delta-latency,
+ratio and whether it is within noise; every action goes to ``actions.csv``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
-import torch
+import numpy as np
+from safetensors.torch import save_file
 
-from archlab.arch.description import Description, ResnetBlock, TransformerBlock, layout
+from archlab.arch.description import Description, edit, layout, removable
+from archlab.arch.diffusers_import import from_diffusers, is_diffusers_folder
 from archlab.arch.presets import resolve
+from archlab.config import FilePath, NameOrPath, require, to_data
+from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
-from archlab.errors import ConfigError
-from archlab.yamlio import read_yaml
-from archlab.quality.data import open_data
-from archlab.quality.diffusion import Schedule
-from archlab.quality.metrics import EvalConfig, evaluate_proxy, heldout_loss, heldout_set
-from archlab.quality.proxy import ProxyConfig, proxy_description
-from archlab.quality.train import ProxyModel, TrainConfig, Trainer
+from archlab.quality.config import QualityConfig, check_metrics
+from archlab.quality.metrics import HIGHER_IS_BETTER, Estimate, mean_se
+from archlab.quality.pipeline import QualityPipeline
+from archlab.quality.train import ProxyModel, Trainer
+
+EVOLVE_METRICS = ("text_gap", "heldout_loss", "eval_score", "clip_score")
 
 
 @dataclass(frozen=True)
 class EvolveConfig:
-    start: str  # preset name or description file (full size)
-    table: str  # latency table the target refers to
+    """The evolving search's own settings (``evolve:`` in an evolve or study file)."""
+
+    start: NameOrPath = "sd15"  # a preset, a description file, or a local diffusers UNet folder (trained from its weights)
+    metric: Literal["text_gap", "heldout_loss", "eval_score", "clip_score"] = "text_gap"  # Delta-quality's metric
+    robust_steps: int = 500  # robust training before the first iteration
+    block_drop: float = 0.15  # each removable block skipped with this probability while training
+    iterations: int = 8
+    finetune_steps: int = 25  # robust training between iterations
+    remove_per_iteration: int = 1  # blocks removed per iteration while over the target (smallest ratios first)
+    copy: bool = True  # once the target is met, copy the most valuable block that still fits
+    noise_se: float = 2.0  # a Delta-quality within this many standard errors of zero is noise
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "remove_per_iteration"):
+            require(getattr(self, name) >= 1, name, f"{getattr(self, name)} is not a positive integer")
+        for name in ("robust_steps", "finetune_steps"):
+            require(getattr(self, name) >= 0, name, f"{getattr(self, name)} must be >= 0")
+        require(0 <= self.block_drop < 1, "block_drop", f"{self.block_drop} must be in [0, 1)")
+        require(self.noise_se > 0, "noise_se", f"{self.noise_se} must be positive")
+
+
+@dataclass(frozen=True)
+class EvolveFile:
+    """An ``archlab evolve`` file: the search, its latency target, and how quality is judged."""
+
+    table: NameOrPath  # the latency table the target refers to (a shipped table's name or a file)
     latency_target_ms: float
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, block_drop=0.15))
-    iterations: int = 6
-    finetune_steps: int = 50
-    remove_per_iteration: int = 1
-    heldout: int = 64
-    data: str = "synthetic"
-    data_path: str | None = None
-    out: str = "evolve-out"
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    out: FilePath = "evolve-out"
+    name: str = "evolve"
+
+    def __post_init__(self) -> None:
+        require(self.latency_target_ms > 0, "latency_target_ms", f"{self.latency_target_ms} is not a positive number")
 
 
-def _section(data: dict[str, Any], key: str, cls: type, where: str) -> Any:
-    values = data.get(key) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}.{key}", "must be a mapping")
-    allowed = set(cls.__dataclass_fields__)
-    for k in values:
-        if k not in allowed:
-            raise ConfigError(f"{where}.{key}.{k}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
-    if cls is TrainConfig and "schedule" in values:
-        values = {**values, "schedule": Schedule(**values["schedule"])}
-    return cls(**{**({"steps": 300, "block_drop": 0.15} if cls is TrainConfig else {}), **values})
+def load_evolve_file(path: str | Path) -> EvolveFile:
+    """Read and check an evolve file (paths in it are relative to it)."""
+    from archlab.config import load
+
+    cfg = load(EvolveFile, path)
+    check_metrics(cfg.quality, (cfg.evolve.metric,), "evolve.metric")
+    return cfg
 
 
-def load_evolve_config(path: str | Path) -> EvolveConfig:
-    path = Path(path)
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "must be a mapping")
-    allowed = set(EvolveConfig.__dataclass_fields__)
-    for k in data:
-        if k not in allowed:
-            raise ConfigError(str(k), f"unknown field; allowed: {', '.join(sorted(allowed))}")
-    for k in ("start", "table", "latency_target_ms"):
-        if k not in data:
-            raise ConfigError(k, "is required")
-    if not isinstance(data["latency_target_ms"], (int, float)) or data["latency_target_ms"] <= 0:
-        raise ConfigError("latency_target_ms", f"{data['latency_target_ms']!r} is not a positive number")
-    for k in ("iterations", "finetune_steps", "remove_per_iteration", "heldout"):
-        if k in data and (not isinstance(data[k], int) or data[k] < (0 if k == "finetune_steps" else 1)):
-            raise ConfigError(k, f"{data[k]!r} is not a positive integer")
-    base = path.parent
-
-    def rel(value: str) -> str:  # paths in the file are relative to it
-        return value if Path(value).is_absolute() else str((base / value).resolve())
-
-    start = str(data["start"])
-    if Path(start).suffix in (".yaml", ".yml", ".json"):
-        start = rel(start)
-    return EvolveConfig(**{**{k: v for k, v in data.items() if k not in ("proxy", "train")},
-                           "start": start, "table": rel(str(data["table"])), "out": rel(str(data.get("out", "evolve-out"))),
-                           "proxy": _section(data, "proxy", ProxyConfig, "proxy"),
-                           "train": _section(data, "train", TrainConfig, "train")})
+def quality_lost(metric: str, base: np.ndarray, without: np.ndarray) -> Estimate:
+    """How much worse the metric is without the block, item by item (positive: worse)."""
+    diff = (base - without) if HIGHER_IS_BETTER[metric] else (without - base)
+    return mean_se(diff)
 
 
-def removable(desc: Description) -> list[tuple[str, int]]:
-    """(stage, index) of blocks whose removal leaves every other block's shapes unchanged."""
-    sites = layout(desc)
-    out = []
-    for site in sites:
-        if not isinstance(site.block, (ResnetBlock, TransformerBlock)) or site.in_channels != site.out_channels or site.skip_channels:
-            continue
-        stage = desc.stage(site.stage)
-        try:
-            smaller = desc.with_blocks(site.stage, stage.blocks[: site.index] + stage.blocks[site.index + 1:])
-        except ConfigError:
-            continue
-        before = [(s.in_channels, s.out_channels, s.skip_channels) for s in sites if s.name != site.name]
-        after = [(s.in_channels, s.out_channels, s.skip_channels) for s in layout(smaller)]
-        if before == after:
-            out.append((site.stage, site.index))
-    return out
-
-
-def edit(desc: Description, stage: str, index: int, action: str) -> Description:
-    blocks = list(desc.stage(stage).blocks)
-    if action == "remove":
-        del blocks[index]
-    else:  # copy: the same block again, right after it
-        blocks.insert(index + 1, blocks[index])
-    return desc.with_blocks(stage, blocks)
-
-
-def _rename_map(old: Description, stage: str, index: int, action: str) -> dict[str, str]:
-    """Old module prefix -> new one after an edit (indices after it shift by one)."""
-    out = {}
-    for s in old.stages:
-        for i in range(len(s.blocks)):
-            if s.name != stage or i < index or (i == index and action == "copy"):
-                out[f"stages.{s.name}.{i}"] = f"stages.{s.name}.{i}"
-            elif i == index:  # removed
-                continue
-            else:
-                out[f"stages.{s.name}.{i}"] = f"stages.{s.name}.{i + (1 if action == 'copy' else -1)}"
-    return out
-
-
-def transfer(model: ProxyModel, new_desc: Description, stage: str, index: int, action: str) -> ProxyModel:
+def transfer(model: ProxyModel, new_desc: Description, name: str, action: str) -> ProxyModel:
     """A model of ``new_desc`` holding the old weights; a copied block starts as its original."""
-    new = ProxyModel(new_desc, text_encoder=model.text)
-    renames = _rename_map(model.description, stage, index, action)
+    from archlab.arch.builder import build
+
+    stage, index = name.rsplit(".", 1)
+    index = int(index)
     state = {}
     for key, value in model.unet.state_dict().items():
-        if key.startswith("stages."):
-            prefix = ".".join(key.split(".")[:3])
-            if prefix not in renames:
-                continue
-            state[renames[prefix] + key[len(prefix):]] = value
-            if action == "copy" and prefix == f"stages.{stage}.{index}":
-                state[f"stages.{stage}.{index + 1}" + key[len(prefix):]] = value.clone()
-        else:
+        if not key.startswith("stages."):
             state[key] = value
-    new.unet.load_state_dict(state, strict=True)
-    return new
+            continue
+        _, s, i, rest = key.split(".", 3)
+        i = int(i)
+        if s != stage or i < index:
+            state[key] = value
+        elif i == index and action == "remove":
+            continue
+        elif i == index:  # copy: the block, and its twin right after it
+            state[key] = value
+            state[f"stages.{s}.{i + 1}.{rest}"] = value.clone()
+        else:
+            state[f"stages.{s}.{i + (1 if action == 'copy' else -1)}.{rest}"] = value
+    unet = build(new_desc).to(model.device)
+    unet.load_state_dict(state, strict=True)
+    return ProxyModel(text_encoder=model.text, unet=unet)
+
+
+@dataclass
+class EvolveResult:
+    description: Description
+    latency_ms: float
+    target_met: bool
+    log: dict[str, Any]
 
 
 class Evolution:
-    def __init__(self, cfg: EvolveConfig, *, progress: bool = True, log: Callable[[str], None] = print,
-                 start: Description | None = None):
-        self.cfg, self.progress, self.log = cfg, progress, log
-        self.table = LatencyTable.read(cfg.table)
-        self.full = start if start is not None else resolve(cfg.start)
-        self.data = open_data(cfg.data, resolution=cfg.proxy.resolution, path=cfg.data_path, seed=cfg.train.seed)
-        self.held = heldout_set(self.data, cfg.heldout)
-        self.out = Path(cfg.out)
+    """One run of the search (see the module docstring); :func:`evolve` runs it."""
+
+    def __init__(self, cfg: EvolveConfig, *, quality: QualityConfig, table: LatencyTable, target_ms: float, out: str | Path,
+                 progress: bool = True, log: Callable[[str], None] = print, start: Description | None = None):
+        self.cfg, self.target, self.progress, self.say = cfg, target_ms, progress, log
+        self.pipeline = QualityPipeline(quality)
+        self.pipeline.metrics((cfg.metric,))
+        self.table = table
+        self.predictor = Predictor([table])
+        self.pretrained = start is None and is_diffusers_folder(cfg.start)
+        self._unet = from_diffusers(cfg.start) if self.pretrained else None
+        self.full = self._unet.description if self._unet is not None else start or resolve(cfg.start)
+        self.start_name = self.full.name
+        self.predictor.score(self.full)  # fail now if the table lacks a block
+        self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.actions: list[dict[str, Any]] = []
+        self.iterations: list[dict[str, Any]] = []
 
     def latency(self, desc: Description) -> float:
-        return self.table.predict(desc).total_ms
+        return self.predictor.score(desc).latency_ms[self.table.label]
 
-    def quality(self, model: ProxyModel, skip: frozenset[str] = frozenset()) -> float:
-        return heldout_loss(model, self.held, schedule=self.cfg.train.schedule, prediction=self.cfg.train.prediction,
-                            n=self.cfg.heldout, skip_blocks=skip)
-
-    def _train(self, model: ProxyModel, steps: int) -> ProxyModel:
-        if steps:
-            trainer = Trainer(model, self.data, self.cfg.train)
-            trainer.train(steps=steps, progress=self.progress)
-        return model
+    def measure(self, model: ProxyModel, skip: frozenset[str] = frozenset()) -> np.ndarray:
+        """The metric's per-item values (the same items every time)."""
+        _, values = self.pipeline.evaluate(model, metrics=(self.cfg.metric,), skip_blocks=skip)
+        return values[self.cfg.metric]
 
     def candidates(self, model: ProxyModel) -> list[dict[str, Any]]:
-        """Delta-quality and Delta-latency of removing each removable block."""
-        base_q = self.quality(model)
-        base_l = self.latency(self.full)
+        """Delta-quality (paired, with its standard error) and Delta-latency of removing each removable block."""
+        base = self.measure(model)
+        base_latency = self.latency(self.full)
+        sites = {s.name: s for s in layout(self.full)}
         rows = []
-        for stage, index in removable(self.full):
-            name = f"{stage}.{index}"
-            dq = self.quality(model, frozenset({name})) - base_q
-            dl = base_l - self.latency(edit(self.full, stage, index, "remove"))
-            block = self.full.stage(stage).blocks[index]
-            rows.append({"stage": stage, "index": index, "kind": block.kind, "resolution": next(
-                s.resolution for s in layout(self.full) if s.name == name), "delta_quality": dq, "delta_latency_ms": dl,
-                "value": dq / dl if dl > 0 else float("inf")})
+        for name in removable(self.full):
+            lost = quality_lost(self.cfg.metric, base, self.measure(model, frozenset({name})))
+            saved = base_latency - self.latency(edit(self.full, name, "remove"))
+            noise = lost.within(self.cfg.noise_se)
+            effective = 0.0 if noise else lost.value
+            site = sites[name]
+            rows.append({"block": name, "kind": site.block.kind, "resolution": site.resolution, "channels": site.in_channels,
+                         "delta_quality": lost.value, "delta_quality_se": lost.se, "within_noise": noise,
+                         "delta_latency_ms": saved, "ratio": lost.value / saved if saved > 0 else math.inf,
+                         "effective_ratio": effective / saved if saved > 0 else math.inf})
         return rows
 
-    def run(self) -> Description:
-        cfg = self.cfg
-        torch.manual_seed(cfg.train.seed)
-        proxy = proxy_description(self.full, cfg.proxy)
-        model = ProxyModel(proxy)
+    @staticmethod
+    def removal_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Smallest quality lost per ms saved first; noise counts as nothing lost, then the bigger saving wins."""
+        return sorted(rows, key=lambda r: (r["effective_ratio"], -r["delta_latency_ms"], r["block"]))
+
+    def run(self) -> EvolveResult:
+        cfg, pipe = self.cfg, self.pipeline
+        model = pipe.model(self.full, unet=self._unet)
+        trainer = pipe.trainer(model, block_drop=cfg.block_drop)
         start_latency = self.latency(self.full)
-        self.log(f"start: {self.full.name}, predicted {start_latency:.1f} ms, target {cfg.latency_target_ms:.1f} ms")
+        self.say(f"start: {self.full.name}, predicted {start_latency:.1f} ms, target {self.target:.1f} ms; "
+                 f"{len(removable(self.full))} removable blocks; metric {cfg.metric}")
         t0 = time.perf_counter()
-        self._train(model, cfg.train.steps)
-        self._record("robust-train", None, None, {}, model)
+        robust = trainer.train(steps=cfg.robust_steps, progress=self.progress)
+        self._record("robust-train", None, None, model)
         for it in range(cfg.iterations):
-            if it:
-                self._train(model, cfg.finetune_steps)
+            t_it = time.perf_counter()
+            if it and cfg.finetune_steps:
+                trainer.train(steps=trainer.step + cfg.finetune_steps, progress=False)
+            t_eval = time.perf_counter()
             rows = self.candidates(model)
+            eval_s = time.perf_counter() - t_eval
             current = self.latency(self.full)
-            if current > cfg.latency_target_ms:
-                rows.sort(key=lambda r: r["value"])
-                for row in rows[: cfg.remove_per_iteration]:
-                    if self.latency(self.full) <= cfg.latency_target_ms:
-                        break
-                    model = self._apply(model, row, "remove", it)
-                    break  # indices shift after an edit: re-measure before the next
-            else:
-                fits = [r for r in rows if current + r["delta_latency_ms"] <= cfg.latency_target_ms]
-                if not fits:
-                    self.log(f"iteration {it}: target met and no copy fits; stopping")
+            chosen: list[tuple[str, dict[str, Any]]] = []
+            if current > self.target:
+                for row in self.removal_order(rows)[: cfg.remove_per_iteration]:
+                    chosen.append(("remove", row))
+            elif cfg.copy:
+                fits = [r for r in rows if current + r["delta_latency_ms"] <= self.target]
+                if fits:
+                    chosen.append(("copy", max(fits, key=lambda r: (r["ratio"], r["block"]))))
+            self.iterations.append({"iteration": it, "latency_before_ms": current, "candidates": rows,
+                                    "actions": [{"action": a, "block": r["block"]} for a, r in chosen],
+                                    "finetune_seconds": round(t_eval - t_it, 1), "eval_seconds": round(eval_s, 1),
+                                    "eval_items": self.items()})
+            if not chosen:
+                self.say(f"iteration {it}: target met and no copy fits; stopping")
+                break
+            # apply removals from the back of each stage so earlier indices stay valid
+            for action, row in sorted(chosen, key=lambda ar: (ar[1]["block"].rsplit(".", 1)[0], -int(ar[1]["block"].rsplit(".", 1)[1]))):
+                if action == "remove" and self.latency(self.full) <= self.target:
                     break
-                best = max(fits, key=lambda r: r["value"])
-                model = self._apply(model, best, "copy", it)
+                model = self._apply(model, row, action, it)
+            trainer = self._continue(trainer, model)
+            self.say(f"iteration {it}: {len(rows)} candidates measured in {eval_s:.0f} s")
         final = self.latency(self.full)
-        metrics = evaluate_proxy(model, self.data, schedule=cfg.train.schedule, prediction=cfg.train.prediction,
-                                 cfg=EvalConfig(heldout=cfg.heldout, samples=32))
-        (self.out / "result.yaml").write_text(self.full.replace(name=f"{self.full.name}-evolved").to_yaml())
-        summary = {"start": self.full.name, "start_latency_ms": start_latency, "final_latency_ms": final,
-                   "target_ms": cfg.latency_target_ms, "target_met": final <= cfg.latency_target_ms,
-                   "seconds": round(time.perf_counter() - t0, 1), "actions": self.actions, "final_metrics": metrics,
-                   "config": json.loads(json.dumps(asdict(cfg), default=str))}
-        (self.out / "log.json").write_text(json.dumps(summary, indent=1))
-        return self.full
+        estimates, _ = pipe.evaluate(model)
+        result_desc = self.full.replace(name=f"{self.full.name}-evolved")
+        (self.out / "result.yaml").write_text(result_desc.to_yaml())
+        self._save_weights(model, result_desc)
+        log = {"start": self.start_name, "start_latency_ms": start_latency, "final_latency_ms": final, "target_ms": self.target,
+               "target_met": final <= self.target, "seconds": round(time.perf_counter() - t0, 1),
+               "robust_training": {"steps": robust.steps, "seconds": round(robust.seconds, 1)},
+               "metric": cfg.metric, "pretrained": self.pretrained, "actions": self.actions, "iterations": self.iterations,
+               "final_metrics": {k: v.as_dict() for k, v in estimates.items()},
+               "ties": "a Delta-quality within noise_se standard errors of zero counts as 0; among equal ratios the larger "
+                       "Delta-latency goes first, then the block name",
+               "config": to_data(cfg), "quality": to_data(pipe.cfg)}
+        (self.out / "log.json").write_text(json.dumps(log, indent=1, default=str))
+        return EvolveResult(result_desc, final, final <= self.target, log)
+
+    def items(self) -> int:
+        """Held-out items each Delta-quality is measured on."""
+        e = self.pipeline.cfg.eval
+        return e.samples if self.cfg.metric in ("eval_score", "clip_score") else e.heldout
+
+    def _continue(self, old: Trainer, model: ProxyModel) -> Trainer:
+        """A trainer for the edited model that carries on the same batch sequence (a fresh optimizer)."""
+        trainer = self.pipeline.trainer(model, block_drop=self.cfg.block_drop)
+        trainer.step = old.step
+        return trainer
 
     def _apply(self, model: ProxyModel, row: dict[str, Any], action: str, it: int) -> ProxyModel:
-        stage, index = row["stage"], row["index"]
-        new_full = edit(self.full, stage, index, action)
-        new_proxy = proxy_description(new_full, self.cfg.proxy)
-        model = transfer(model, new_proxy, stage, index, action)
+        name = row["block"]
+        new_full = edit(self.full, name, action)
+        model = transfer(model, self.pipeline.proxy(new_full) if not self.pretrained else new_full, name, action)
         self.full = new_full
-        self._record(action, it, row, {}, model)
+        self._record(action, it, row, model)
         return model
 
-    def _record(self, action: str, it: int | None, row: dict[str, Any] | None, extra: dict[str, Any], model: ProxyModel) -> None:
-        entry = {"iteration": it, "action": action, **(row or {}), "latency_after_ms": self.latency(self.full),
-                 "quality_after": self.quality(model), **extra}
+    def _record(self, action: str, it: int | None, row: dict[str, Any] | None, model: ProxyModel) -> None:
+        entry = {"iteration": it, "action": action, **(row or {}), "latency_after_ms": self.latency(self.full)}
         self.actions.append(entry)
         path = self.out / "actions.csv"
-        fields = ["iteration", "action", "stage", "index", "kind", "resolution", "delta_quality", "delta_latency_ms", "value",
-                  "latency_after_ms", "quality_after"]
-        new = not path.exists() or len(self.actions) == 1
+        fields = ["iteration", "action", "block", "kind", "resolution", "channels", "delta_quality", "delta_quality_se",
+                  "within_noise", "delta_latency_ms", "ratio", "latency_after_ms"]
+        new = len(self.actions) == 1
         with open(path, "w" if new else "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(entry)
         if row:
-            self.log(f"iteration {it}: {action} {row['stage']}.{row['index']} ({row['kind']} at {row['resolution']}x{row['resolution']}): "
-                     f"dQ {row['delta_quality']:+.5f}, dL {row['delta_latency_ms']:.1f} ms -> {entry['latency_after_ms']:.1f} ms")
+            noise = " (within noise)" if row["within_noise"] else ""
+            self.say(f"iteration {it}: {action} {row['block']} ({row['kind']} at {row['resolution']}x{row['resolution']}): "
+                     f"dQ {row['delta_quality']:+.5f} ± {row['delta_quality_se']:.5f}{noise}, dL {row['delta_latency_ms']:.1f} ms "
+                     f"-> {entry['latency_after_ms']:.1f} ms")
+
+    def _save_weights(self, model: ProxyModel, result: Description) -> None:
+        """The evolved model's weights: the full-size UNet when it was trained itself, else the proxy (and its description)."""
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.unet.state_dict().items()}
+        if self.pretrained:
+            save_file(tensors, str(self.out / "model.safetensors"), metadata={"description": result.to_json()})
+        else:
+            (self.out / "proxy.yaml").write_text(model.description.to_yaml())
+            save_file(tensors, str(self.out / "proxy.safetensors"), metadata={"description": model.description.to_json()})
+
+
+def evolve(cfg: EvolveConfig, *, quality: QualityConfig, table: LatencyTable, target_ms: float, out: str | Path,
+           progress: bool = True, log: Callable[[str], None] = print, start: Description | None = None) -> EvolveResult:
+    """Run SnapFusion's evolving search; see the module docstring. ``start`` (a description made in
+    Python) replaces ``cfg.start``."""
+    return Evolution(cfg, quality=quality, table=table, target_ms=target_ms, out=out, progress=progress, log=log,
+                     start=start).run()

@@ -1,10 +1,11 @@
 """Search spaces: named categorical choices that decode into descriptions.
 
-A space file (YAML) gives, per resolution level, the allowed channel widths, ResNet units,
-transformer layers after each ResNet (down and up stage separately), self-attention on/off
-(off: cross-attention only), separable convs on/off; the bottleneck's layers; the choices
-shared by every transformer block (FF kind and ratio, shared KV, attention kind, head
-width); and constraints (``max_params``, ``max_gflops``, ``min_params``, ``min_gflops``).
+A space file (YAML, read into :class:`SpaceFile`) gives, per resolution level, the allowed
+channel widths, ResNet units, transformer layers after each ResNet (down and up stage
+separately), self-attention on/off (off: cross-attention only), separable convs on/off; the
+bottleneck's layers; the choices shared by every transformer block (FF kind and ratio,
+shared KV, attention kind, head width); and constraints (``max_params``, ``max_gflops``,
+``min_params``, ``min_gflops``). Each choice takes one value or a list of them.
 
 The decoding rule, SD's: each down stage has ``down_resnets`` ResNet units, each followed
 by one transformer block of ``down_layers`` layers (none when 0), then a downsampler; the
@@ -26,36 +27,153 @@ Every choice has a name (``depth``, ``level2.channels``, ``mid.layers``,
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import numpy as np
 
-from archlab.arch.description import (
-    ATTENTION_KINDS,
-    FF_KINDS,
-    Description,
-    Downsample,
-    ResnetBlock,
-    Stage,
-    TransformerBlock,
-    Upsample,
-)
-from archlab.arch.presets import repo_root
+from archlab import resources
+from archlab.arch.description import Description, Downsample, ResnetBlock, Stage, TransformerBlock, Upsample
+from archlab.config import check_keys, load, read, require
+from archlab.cost.predict import Predictor
 from archlab.errors import ConfigError
-from archlab.yamlio import read_yaml
 
 LEVEL_CHOICES = ("channels", "down_resnets", "down_layers", "up_layers", "self_attention", "separable")
 MID_CHOICES = ("layers", "separable")
 TRANSFORMER_CHOICES = ("ff", "ff_ratio", "shared_kv", "attention", "head_dim")
-CONSTRAINTS = ("max_params", "max_gflops", "min_params", "min_gflops")
 BASE_FIELDS = ("in_channels", "out_channels", "text_dim", "text_tokens", "resolution", "time_dim", "norm_groups")
 MAX_SAMPLE_TRIES = 1000  # bounded rejection sampling under constraints
 
 Choices = dict[str, Any]
+_DOWN, _UP = Downsample(), Upsample()
+
+
+# ---------------------------------------------------------------------- the file
+
+
+def _options(where: str, values: tuple, lowest: int | None = None) -> None:
+    require(len(values) > 0, where, "needs at least one option")
+    require(len(set(map(repr, values))) == len(values), where, "lists an option twice")
+    if lowest is not None:
+        for v in values:
+            require(v >= lowest, where, f"{v!r} is not allowed; options must be integers >= {lowest}")
+
+
+@dataclass(frozen=True)
+class LevelOptions:
+    """The choices of one resolution level (level 0 is the latent resolution)."""
+
+    channels: tuple[int, ...]
+    down_resnets: tuple[int, ...] = (1,)
+    down_layers: tuple[int, ...] = (0,)  # transformer layers after each down ResNet; 0: no transformer
+    up_layers: tuple[int, ...] = (0,)
+    self_attention: tuple[bool, ...] = (True,)  # false: cross-attention only at this level
+    separable: tuple[bool, ...] = (False,)
+
+    def __post_init__(self) -> None:
+        _options("channels", self.channels, 1)
+        _options("down_resnets", self.down_resnets, 1)
+        for name in ("down_layers", "up_layers"):
+            _options(name, getattr(self, name), 0)
+        _options("self_attention", self.self_attention)
+        _options("separable", self.separable)
+
+
+@dataclass(frozen=True)
+class MidOptions:
+    layers: tuple[int, ...] = (1,)  # the bottleneck transformer's layers; 0: ResNet, ResNet
+    separable: tuple[bool, ...] = (False,)
+
+    def __post_init__(self) -> None:
+        _options("layers", self.layers, 0)
+        _options("separable", self.separable)
+
+
+@dataclass(frozen=True)
+class TransformerOptions:
+    """Choices every transformer block of a candidate shares."""
+
+    ff: tuple[Literal["geglu", "swiglu", "gelu", "swish"], ...] = ("geglu",)
+    ff_ratio: tuple[float, ...] = (4.0,)
+    shared_kv: tuple[bool, ...] = (False,)
+    attention: tuple[Literal["softmax", "relu"], ...] = ("softmax",)
+    head_dim: tuple[int, ...] = (64,)
+
+    def __post_init__(self) -> None:
+        for name in TRANSFORMER_CHOICES:
+            _options(name, getattr(self, name), 1 if name == "head_dim" else None)
+        for v in self.ff_ratio:
+            require(v > 0, "ff_ratio", f"{v!r} is not allowed; options must be positive numbers")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_params: float | None = None
+    max_gflops: float | None = None
+    min_params: float | None = None
+    min_gflops: float | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            require(v is None or v > 0, f.name, f"{v!r} is not a positive number")
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class SpaceFile:
+    """A search space file as written (see the module docstring)."""
+
+    name: str
+    levels: tuple[LevelOptions, ...]
+    depth: tuple[int, ...] = ()  # level counts to search over; default: all the levels listed
+    base: dict[str, int] = field(default_factory=dict)  # description fields every candidate shares
+    mid: MidOptions = field(default_factory=MidOptions)
+    transformer: TransformerOptions = field(default_factory=TransformerOptions)
+    constraints: Constraints = field(default_factory=Constraints)
+
+    def __post_init__(self) -> None:
+        require(len(self.levels) > 0, "levels", "must be a non-empty list, one entry per resolution level (top first)")
+        check_keys(self.base, BASE_FIELDS, "base")
+        for d in self.depth:
+            require(1 <= d <= len(self.levels), "depth", f"{d} levels asked but levels describes {len(self.levels)}")
+
+
+# ---------------------------------------------------------------------- decoding (memoised: candidates share blocks)
+
+
+@functools.lru_cache(maxsize=None)
+def _resnet(conv: str) -> ResnetBlock:
+    return ResnetBlock(conv=conv)
+
+
+@functools.lru_cache(maxsize=None)
+def _transformer(layers: int, self_attention: bool, ff: str, ff_ratio: float, shared_kv: bool, attention: str,
+                 head_dim: int) -> TransformerBlock:
+    return TransformerBlock(layers=layers, self_attention=self_attention, head_dim=head_dim, ff=ff, ff_ratio=float(ff_ratio),
+                            shared_kv=shared_kv, attention=attention)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _level_stage(name: str, resnets: int, layers: int, self_attention: bool, separable: bool, t: tuple,
+                 resampler: Downsample | Upsample | None) -> Stage:
+    """A down or up stage: ``resnets`` x (ResNet, transformer of ``layers`` layers), then the resampler."""
+    resnet = _resnet("separable" if separable else "regular")
+    unit = (resnet, _transformer(layers, self_attention, *t)) if layers else (resnet,)
+    return Stage(name, unit * resnets + ((resampler,) if resampler is not None else ()))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _mid_stage(layers: int, separable: bool, t: tuple) -> Stage:
+    """ResNet, transformer of ``layers`` layers (none when 0), ResNet."""
+    resnet = _resnet("separable" if separable else "regular")
+    return Stage("mid", (resnet, _transformer(layers, True, *t), resnet) if layers else (resnet, resnet))
 
 
 @dataclass(frozen=True)
@@ -68,13 +186,9 @@ class SearchSpace:
 
     # ------------------------------------------------------------------ choices
 
-    def active(self, depth: int) -> list[str]:
+    def active(self, depth: int) -> tuple[str, ...]:
         """Choice names that matter for a candidate of ``depth`` levels, in asking order."""
-        names = ["depth"]
-        for level in range(depth):
-            names += [f"level{level}.{c}" for c in LEVEL_CHOICES]
-        names += [f"mid.{c}" for c in MID_CHOICES] + [f"transformer.{c}" for c in TRANSFORMER_CHOICES]
-        return names
+        return _active(depth)
 
     def size(self) -> int:
         """How many architectures the space holds (constraints not applied)."""
@@ -94,44 +208,25 @@ class SearchSpace:
 
     def decode(self, choices: Mapping[str, Any], name: str | None = None) -> Description:
         """The description a set of choices stands for (validated)."""
-        depth = choices["depth"]
+        depth = choices.get("depth")
+        if depth not in self.options["depth"]:
+            raise ConfigError("choices.depth", f"{depth!r} is not one of {list(self.options['depth'])}")
         for n in self.active(depth):
             if n not in choices:
                 raise ConfigError(f"choices.{n}", "is missing")
             if choices[n] not in self.options[n]:
                 raise ConfigError(f"choices.{n}", f"{choices[n]!r} is not one of {list(self.options[n])}")
-        t = {c: choices[f"transformer.{c}"] for c in TRANSFORMER_CHOICES}
-
-        def transformer(layers: int, self_attention: bool) -> TransformerBlock:
-            return TransformerBlock(layers=layers, self_attention=self_attention, head_dim=t["head_dim"], ff=t["ff"],
-                                    ff_ratio=float(t["ff_ratio"]), shared_kv=t["shared_kv"], attention=t["attention"])
-
-        def units(level: int, resnets: int, layers: int) -> list[Any]:
-            conv = "separable" if choices[f"level{level}.separable"] else "regular"
-            blocks: list[Any] = []
-            for _ in range(resnets):
-                blocks.append(ResnetBlock(conv=conv))
-                if layers:
-                    blocks.append(transformer(layers, choices[f"level{level}.self_attention"]))
-            return blocks
-
+        t = tuple(choices[f"transformer.{c}"] for c in TRANSFORMER_CHOICES)
         stages = []
         for level in range(depth):
-            blocks = units(level, choices[f"level{level}.down_resnets"], choices[f"level{level}.down_layers"])
-            if level < depth - 1:
-                blocks.append(Downsample())
-            stages.append(Stage(f"down{level}", tuple(blocks)))
-        mid_conv = "separable" if choices["mid.separable"] else "regular"
-        mid: list[Any] = [ResnetBlock(conv=mid_conv)]
-        if choices["mid.layers"]:
-            mid.append(transformer(choices["mid.layers"], True))
-        mid.append(ResnetBlock(conv=mid_conv))
-        stages.append(Stage("mid", tuple(mid)))
+            stages.append(_level_stage(f"down{level}", choices[f"level{level}.down_resnets"], choices[f"level{level}.down_layers"],
+                                       choices[f"level{level}.self_attention"], choices[f"level{level}.separable"], t,
+                                       _DOWN if level < depth - 1 else None))
+        stages.append(_mid_stage(choices["mid.layers"], choices["mid.separable"], t))
         for level in reversed(range(depth)):
-            blocks = units(level, choices[f"level{level}.down_resnets"] + 1, choices[f"level{level}.up_layers"])
-            if level > 0:
-                blocks.append(Upsample())
-            stages.append(Stage(f"up{level}", tuple(blocks)))
+            stages.append(_level_stage(f"up{level}", choices[f"level{level}.down_resnets"] + 1, choices[f"level{level}.up_layers"],
+                                       choices[f"level{level}.self_attention"], choices[f"level{level}.separable"], t,
+                                       _UP if level > 0 else None))
         channels = tuple(choices[f"level{i}.channels"] for i in range(depth))
         return Description(name=name or f"{self.name}-candidate", channels=channels, stages=tuple(stages), **self.base)
 
@@ -139,10 +234,8 @@ class SearchSpace:
         """None when ``desc`` meets the space's constraints, else which one it breaks."""
         if not self.constraints:
             return None
-        from archlab.cost.counting import count
-
-        c = count(desc)
-        values = {"params": c.params, "gflops": c.gflops}
+        score = _COUNTER.score(desc)
+        values = {"params": score.params, "gflops": score.gflops}
         for key, bound in self.constraints.items():
             kind, what = key.split("_", 1)
             if (kind == "max" and values[what] > bound) or (kind == "min" and values[what] < bound):
@@ -183,6 +276,13 @@ class SearchSpace:
         choices = self.pick(lambda name, opts: trial.suggest_categorical(name, list(opts)))
         return choices, self.decode(choices, name=f"{self.name}-trial{trial.number}")
 
+    def with_constraints(self, **bounds: float) -> "SearchSpace":
+        """The space with extra bounds (the tighter of each pair), e.g. a runtime's model-size limit."""
+        merged = dict(self.constraints)
+        for key, value in bounds.items():
+            merged[key] = min(value, merged.get(key, value)) if key.startswith("max") else max(value, merged.get(key, value))
+        return SearchSpace(self.name, self.options, self.base, merged, self.max_depth)
+
     # ------------------------------------------------------------------ enumeration
 
     def stage_dependencies(self, stage: str, depth: int) -> list[str]:
@@ -217,97 +317,39 @@ class SearchSpace:
                     yield self.decode({**defaults, **dict(zip(deps, values))})
 
 
+@functools.lru_cache(maxsize=None)
+def _active(depth: int) -> tuple[str, ...]:
+    names = ["depth"]
+    for level in range(depth):
+        names += [f"level{level}.{c}" for c in LEVEL_CHOICES]
+    return tuple(names + [f"mid.{c}" for c in MID_CHOICES] + [f"transformer.{c}" for c in TRANSFORMER_CHOICES])
+
+
+_COUNTER = Predictor()  # parameters and FLOPs for constraints
+
+
 # ---------------------------------------------------------------------- loading
 
 
-def _as_options(where: str, value: Any, check: Callable[[Any], bool], allowed: str) -> tuple[Any, ...]:
-    values = value if isinstance(value, list) else [value]
-    if not values:
-        raise ConfigError(where, f"needs at least one option ({allowed})")
-    for v in values:
-        if not check(v):
-            raise ConfigError(where, f"{v!r} is not allowed; options must be {allowed}")
-    if len(set(map(repr, values))) != len(values):
-        raise ConfigError(where, "lists an option twice")
-    return tuple(values)
-
-
-def _is_int(lo: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-
-def _is_bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
-    """Build and check a space; every problem names its field."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(source, "a search space is a mapping with name, depth, levels, mid, transformer")
-    allowed_top = ("name", "base", "depth", "levels", "mid", "transformer", "constraints")
-    for key in data:
-        if key not in allowed_top:
-            raise ConfigError(str(key), f"unknown field; allowed: {', '.join(allowed_top)}")
-    for key in ("name", "levels"):
-        if key not in data:
-            raise ConfigError(key, "is required")
-    base = dict(data.get("base") or {})
-    for key in base:
-        if key not in BASE_FIELDS:
-            raise ConfigError(f"base.{key}", f"unknown field; allowed: {', '.join(BASE_FIELDS)}")
-    levels = data["levels"]
-    if not isinstance(levels, list) or not levels:
-        raise ConfigError("levels", "must be a non-empty list, one entry per resolution level (top first)")
-    depth = _as_options("depth", data.get("depth", len(levels)), _is_int(1), f"level counts from 1 to {len(levels)}")
-    if max(depth) > len(levels):
-        raise ConfigError("depth", f"{max(depth)} levels asked but levels describes {len(levels)}")
-    options: dict[str, tuple[Any, ...]] = {"depth": depth}
-    level_rules: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
-        "channels": (_is_int(1), "positive integers", None),
-        "down_resnets": (_is_int(1), "integers >= 1", [1]),
-        "down_layers": (_is_int(0), "integers >= 0 (0: no transformer)", [0]),
-        "up_layers": (_is_int(0), "integers >= 0 (0: no transformer)", [0]),
-        "self_attention": (_is_bool, "true or false", [True]),
-        "separable": (_is_bool, "true or false", [False]),
-    }
-    for i, level in enumerate(levels):
-        if not isinstance(level, Mapping):
-            raise ConfigError(f"levels[{i}]", "must be a mapping of choices")
-        for key in level:
-            if key not in level_rules:
-                raise ConfigError(f"levels[{i}].{key}", f"unknown choice; allowed: {', '.join(level_rules)}")
-        for key, (check, allowed, default) in level_rules.items():
-            if key not in level and default is None:
-                raise ConfigError(f"levels[{i}].{key}", "is required")
-            options[f"level{i}.{key}"] = _as_options(f"levels[{i}].{key}", level.get(key, default), check, allowed)
-    mid = data.get("mid") or {}
-    for key in mid:
-        if key not in MID_CHOICES:
-            raise ConfigError(f"mid.{key}", f"unknown choice; allowed: {', '.join(MID_CHOICES)}")
-    options["mid.layers"] = _as_options("mid.layers", mid.get("layers", [1]), _is_int(0), "integers >= 0")
-    options["mid.separable"] = _as_options("mid.separable", mid.get("separable", [False]), _is_bool, "true or false")
-    tr = data.get("transformer") or {}
-    tr_rules: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
-        "ff": (lambda v: v in FF_KINDS, " | ".join(FF_KINDS), ["geglu"]),
-        "ff_ratio": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "positive numbers", [4]),
-        "shared_kv": (_is_bool, "true or false", [False]),
-        "attention": (lambda v: v in ATTENTION_KINDS, " | ".join(ATTENTION_KINDS), ["softmax"]),
-        "head_dim": (_is_int(1), "positive integers", [64]),
-    }
-    for key in tr:
-        if key not in tr_rules:
-            raise ConfigError(f"transformer.{key}", f"unknown choice; allowed: {', '.join(tr_rules)}")
-    for key, (check, allowed, default) in tr_rules.items():
-        options[f"transformer.{key}"] = _as_options(f"transformer.{key}", tr.get(key, default), check, allowed)
-    constraints = dict(data.get("constraints") or {})
-    for key, value in constraints.items():
-        if key not in CONSTRAINTS:
-            raise ConfigError(f"constraints.{key}", f"unknown constraint; allowed: {', '.join(CONSTRAINTS)}")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"constraints.{key}", f"{value!r} is not a positive number")
-    space = SearchSpace(name=str(data["name"]), options=options, base=base, constraints=constraints, max_depth=len(levels))
+def space_from_file(data: SpaceFile) -> SearchSpace:
+    """The space a checked file describes; refused now if a width cannot take a transformer choice."""
+    options: dict[str, tuple[Any, ...]] = {"depth": data.depth or (len(data.levels),)}
+    for i, level in enumerate(data.levels):
+        for c in LEVEL_CHOICES:
+            options[f"level{i}.{c}"] = getattr(level, c)
+    for c in MID_CHOICES:
+        options[f"mid.{c}"] = getattr(data.mid, c)
+    for c in TRANSFORMER_CHOICES:
+        options[f"transformer.{c}"] = getattr(data.transformer, c)
+    space = SearchSpace(name=data.name, options=options, base=dict(data.base), constraints=data.constraints.as_dict(),
+                        max_depth=len(data.levels))
     _check_widths(space)
     return space
+
+
+def space_from_dict(data: Any) -> SearchSpace:
+    """Build and check a space from plain data (a parsed file); every problem names its field."""
+    return space_from_file(read(SpaceFile, data))
 
 
 def _check_widths(space: SearchSpace) -> None:
@@ -329,23 +371,21 @@ def _check_widths(space: SearchSpace) -> None:
                     space.decode(choices)
                 except ConfigError as exc:
                     raise ConfigError(f"levels[{level}].channels",
-                                      f"{width} does not fit ff_ratio {ratio} / head_dim {head_dim} ({exc})") from None
+                                      f"{width} does not fit ff_ratio {ratio:g} / head_dim {head_dim} ({exc})") from None
 
 
-def spaces_dir() -> Path:
-    return repo_root() / "search_spaces"
-
-
-def list_spaces() -> list[str]:
-    return sorted(p.stem for p in spaces_dir().glob("*.yaml"))
+def spaces() -> list[str]:
+    """The shipped search spaces' names."""
+    return resources.names("spaces")
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
-    """A space by name (``search_spaces/NAME.yaml``) or path."""
+    """A shipped space by name (``mobilediffusion``) or a space file."""
     text = str(name_or_path)
     path = Path(text)
     if not path.suffix:
-        path = spaces_dir() / f"{text}.yaml"
-        if not path.is_file():
-            raise ConfigError("space", f"unknown search space {text!r}; known: {', '.join(list_spaces())}")
-    return space_from_dict(read_yaml(path), source=str(path))
+        found = resources.find("spaces", text)
+        if found is None:
+            raise ConfigError("space", f"unknown search space {text!r}; known: {', '.join(spaces())}")
+        path = found
+    return space_from_file(load(SpaceFile, path))

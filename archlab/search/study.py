@@ -3,26 +3,27 @@
 ::
 
     name: quickstart
-    space: mobilediffusion                 # a search space name or file
+    space: mobilediffusion                 # a shipped search space's name, or a file
     objectives:
-      - {metric: latency_ms, direction: minimize, table: ../latency_tables/x86-2core_torch-cpu.csv}
-      - {metric: eval_score, direction: maximize}
+      - {metric: latency_ms, direction: minimize, table: x86-2core_torch-cpu}
+      - {metric: text_gap, direction: maximize}
     constraints:
-      - {metric: latency_ms, max: 5000}
+      - {metric: latency_ms, max: 5000, table: x86-2core_torch-cpu}
       - {metric: params, max: 4.0e8}
-    sampler: {kind: tpe, seed: 0}          # tpe | nsga2 | random | evolve
+    sampler: {kind: tpe, seed: 0}          # tpe | nsga2 | random | evolve (with an evolve: section)
     budget: {trials: 12}                   # and/or timeout_s
-    proxy: {steps: 250, batch: 32, width: 0.0625, resolution: 16, eval_samples: 32}
+    quality: {train: {steps: 250}, eval: {heldout: 256}}   # see archlab.quality.config
     storage: null                          # default: sqlite:///<out>/study.db
     out: ../out/quickstart                 # relative to this file
 
-Metrics: ``params``, ``gflops``, ``latency_ms`` (needs ``table``; several tables may each
-give one), and the proxy's ``heldout_loss``, ``eval_score``, ``fd`` (see
-:mod:`archlab.quality.metrics`). Constraints go through Optuna's constraint support:
-infeasible trials are kept and marked. A candidate that breaks a constraint on a cheap
-metric (params, FLOPs, latency) is not proxy-trained; its quality objectives are recorded
-at their worst bound (``eval_score`` 0, ``heldout_loss`` and ``fd`` 1e9) and the trial says
-so in ``quality_skipped``.
+Metrics: ``params``, ``gflops``, ``latency_ms`` (needs ``table``: a shipped table's name or
+a file; several tables may each give one, named ``latency_ms@<table>``), and the proxy's
+``heldout_loss``, ``text_gap``, ``eval_score``, ``fd``, ``clip_score`` (see
+:mod:`archlab.quality.metrics`), each stored with its standard error. Constraints go
+through Optuna's constraint support: infeasible trials are kept and marked. A candidate
+that breaks a constraint on a cheap metric (params, FLOPs, latency) is not proxy-trained;
+its quality objectives are recorded at their worst value (:data:`WORST`) and the trial
+says so in ``quality_skipped``.
 """
 
 from __future__ import annotations
@@ -30,26 +31,46 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
+from archlab.config import INTERNAL, FilePath, NameOrPath, load, require
+from archlab.cost.predict import LATENCY, latency_metric
 from archlab.errors import ConfigError
-from archlab.yamlio import read_yaml
+from archlab.quality.config import QUALITY_METRICS, QualityConfig, check_metrics
+from archlab.search.evolve import EvolveConfig
 
-CHEAP_METRICS = ("params", "gflops", "latency_ms")
-PROXY_METRICS = ("heldout_loss", "eval_score", "fd")
-WORST = {"eval_score": 0.0, "heldout_loss": 1e9, "fd": 1e9}
+CHEAP_METRICS = ("params", "gflops", LATENCY)
+METRICS = CHEAP_METRICS + QUALITY_METRICS
+# what an infeasible-by-cheap-metric trial records for the quality it was not trained for
+WORST = {"eval_score": 0.0, "clip_score": 0.0, "text_gap": -1e9, "heldout_loss": 1e9, "fd": 1e9}
 SAMPLERS = ("tpe", "nsga2", "random", "evolve")
+
+
+def table_label(table: str) -> str:
+    """A table reference (a shipped table's name or a file) as it appears in metric names."""
+    return Path(table).stem
+
+
+def _metric_rules(metric: str, table: str | None) -> None:
+    require(metric in METRICS, "metric", f"{metric!r} is not one of {', '.join(METRICS)}")
+    if metric == LATENCY:
+        require(table is not None, "table", "latency_ms needs a latency table (a shipped table's name or a file)")
+    else:
+        require(table is None, "table", f"only latency_ms takes a table, not {metric}")
 
 
 @dataclass(frozen=True)
 class Objective:
     metric: str
-    direction: str
-    table: str | None = None
+    direction: Literal["minimize", "maximize"]
+    table: NameOrPath | None = None
+
+    def __post_init__(self) -> None:
+        _metric_rules(self.metric, self.table)
 
     @property
     def name(self) -> str:
-        return f"{self.metric}@{Path(self.table).stem}" if self.table else self.metric
+        return latency_metric(table_label(self.table)) if self.table else self.metric
 
 
 @dataclass(frozen=True)
@@ -57,139 +78,112 @@ class Constraint:
     metric: str
     max: float | None = None
     min: float | None = None
-    table: str | None = None
+    table: NameOrPath | None = None
+
+    def __post_init__(self) -> None:
+        _metric_rules(self.metric, self.table)
+        require(self.max is not None or self.min is not None, "", "needs max or min")
 
     @property
     def name(self) -> str:
-        return f"{self.metric}@{Path(self.table).stem}" if self.table else self.metric
+        return latency_metric(table_label(self.table)) if self.table else self.metric
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    kind: Literal["tpe", "nsga2", "random", "evolve"] = "tpe"
+    seed: int = 0
+    startup_trials: int = 10  # TPE: random trials before it models the objectives
+    population: int = 20  # NSGA-II's population
+
+    def __post_init__(self) -> None:
+        require(self.startup_trials >= 1, "startup_trials", f"{self.startup_trials} is not a positive integer")
+        require(self.population >= 2, "population", f"{self.population} must be at least 2")
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int | None = 20  # complete trials to reach
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        require(self.trials is None or self.trials >= 1, "trials", f"{self.trials} is not a positive integer")
+        require(self.timeout_s is None or self.timeout_s > 0, "timeout_s", f"{self.timeout_s} is not a positive number")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    interval: int = 10  # seconds between a running trial's heartbeats
+    grace: int = 30  # a trial silent this long is failed and queued again (its worker died)
+
+    def __post_init__(self) -> None:
+        require(self.interval >= 1 and self.grace > self.interval, "grace", "needs interval >= 1 and grace > interval")
 
 
 @dataclass(frozen=True)
 class StudyConfig:
     name: str
-    space: str
+    space: NameOrPath
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...] = ()
-    sampler: dict[str, Any] = field(default_factory=lambda: {"kind": "tpe", "seed": 0})
-    trials: int | None = 20
-    timeout_s: float | None = None
-    proxy: dict[str, Any] = field(default_factory=dict)
-    storage: str | None = None
-    out: str = "out"
-    heartbeat_interval: int = 10
-    grace_period: int = 30
-    reference_point: dict[str, float] | None = None
-    source: str = ""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    budget: Budget = field(default_factory=Budget)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    evolve: EvolveConfig | None = None  # the search settings of sampler: evolve
+    storage: str | None = None  # an SQLAlchemy URL; default: SQLite beside the outputs
+    out: FilePath | None = None  # default: ../out/<name> beside the study file
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    reference_point: dict[str, float] | None = None  # objective name -> hypervolume reference
+    source: str = field(default="", metadata=INTERNAL)  # the file this came from
+    base_dir: str = field(default=".", metadata=INTERNAL)
+
+    def __post_init__(self) -> None:
+        require(len(self.objectives) > 0, "objectives", "must be a non-empty list")
+        names = [o.name for o in self.objectives]
+        require(len(set(names)) == len(names), "objectives", "lists the same metric twice")
+        if self.reference_point is not None:
+            extra = set(self.reference_point) - set(names)
+            require(not extra, "reference_point", f"must map objective names ({', '.join(names)}) to numbers")
+        if self.sampler.kind == "evolve":
+            require(self.evolve is not None, "evolve", "sampler kind evolve needs an evolve: section (see archlab.search.evolve)")
+            require(self.latency_target() is not None, "constraints",
+                    "the evolve sampler needs a latency_ms constraint with max (its latency target)")
+        check_metrics(self.quality, self.quality_metrics, "objectives")
+        from archlab.search.space import load_space
+
+        try:
+            load_space(self.space)  # refuse a bad space now, not in the first trial
+        except ConfigError as exc:
+            raise ConfigError(f"space: {exc.field}" if exc.field != "space" else "space", exc.message) from None
+
+    @property
+    def quality_metrics(self) -> tuple[str, ...]:
+        """The quality metrics the objectives and constraints ask for."""
+        return tuple(dict.fromkeys(x.metric for x in (*self.objectives, *self.constraints) if x.metric in QUALITY_METRICS))
 
     @property
     def needs_proxy(self) -> bool:
-        return any(o.metric in PROXY_METRICS for o in self.objectives) or any(c.metric in PROXY_METRICS for c in self.constraints)
+        return bool(self.quality_metrics)
+
+    @property
+    def out_dir(self) -> str:
+        return self.out or str((Path(self.base_dir) / ".." / "out" / self.name).resolve())
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{Path(self.out).resolve() / 'study.db'}"
+        return self.storage or f"sqlite:///{Path(self.out_dir).resolve() / 'study.db'}"
 
     def tables(self) -> list[str]:
         return sorted({x.table for x in (*self.objectives, *self.constraints) if x.table})
 
-
-def _resolve(base: Path, path: str) -> str:
-    p = Path(path)
-    return str(p if p.is_absolute() else (base / p).resolve())
-
-
-def _metric(where: str, entry: Any, base: Path) -> dict[str, Any]:
-    if not isinstance(entry, dict):
-        raise ConfigError(where, "must be a mapping like {metric: latency_ms, ...}")
-    metric = entry.get("metric")
-    if metric not in CHEAP_METRICS + PROXY_METRICS:
-        raise ConfigError(f"{where}.metric", f"{metric!r} is not one of {', '.join(CHEAP_METRICS + PROXY_METRICS)}")
-    table = entry.get("table")
-    if metric == "latency_ms":
-        if not table:
-            raise ConfigError(f"{where}.table", "latency_ms needs a latency table file")
-        table = _resolve(base, table)
-        if not Path(table).is_file():
-            raise ConfigError(f"{where}.table", f"{table} does not exist")
-    elif table:
-        raise ConfigError(f"{where}.table", f"only latency_ms takes a table, not {metric}")
-    return {**entry, "table": table}
+    def latency_target(self) -> Constraint | None:
+        return next((c for c in self.constraints if c.metric == LATENCY and c.max is not None), None)
 
 
 def load_study(path: str | Path) -> StudyConfig:
     """Read and check a study file; every problem names its field."""
     path = Path(path)
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "a study is a mapping with name, space, objectives")
-    allowed = ("name", "space", "objectives", "constraints", "sampler", "budget", "proxy", "storage", "out", "heartbeat",
-               "reference_point")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(str(key), f"unknown field; allowed: {', '.join(allowed)}")
-    for key in ("name", "space", "objectives"):
-        if key not in data:
-            raise ConfigError(key, "is required")
-    base = path.parent
-    objectives = data["objectives"]
-    if not isinstance(objectives, list) or not objectives:
-        raise ConfigError("objectives", "must be a non-empty list")
-    objs = []
-    for i, entry in enumerate(objectives):
-        e = _metric(f"objectives[{i}]", entry, base)
-        if e.get("direction") not in ("minimize", "maximize"):
-            raise ConfigError(f"objectives[{i}].direction", f"{e.get('direction')!r} is not minimize or maximize")
-        extra = set(e) - {"metric", "direction", "table"}
-        if extra:
-            raise ConfigError(f"objectives[{i}].{sorted(extra)[0]}", "unknown field; allowed: metric, direction, table")
-        objs.append(Objective(e["metric"], e["direction"], e["table"]))
-    if len({o.name for o in objs}) != len(objs):
-        raise ConfigError("objectives", "lists the same metric twice")
-    cons = []
-    for i, entry in enumerate(data.get("constraints") or []):
-        e = _metric(f"constraints[{i}]", entry, base)
-        extra = set(e) - {"metric", "max", "min", "table"}
-        if extra:
-            raise ConfigError(f"constraints[{i}].{sorted(extra)[0]}", "unknown field; allowed: metric, max, min, table")
-        if e.get("max") is None and e.get("min") is None:
-            raise ConfigError(f"constraints[{i}]", "needs max or min")
-        for bound in ("max", "min"):
-            if e.get(bound) is not None and not isinstance(e[bound], (int, float)):
-                raise ConfigError(f"constraints[{i}].{bound}", f"{e[bound]!r} is not a number")
-        cons.append(Constraint(e["metric"], e.get("max"), e.get("min"), e["table"]))
-    sampler = data.get("sampler") or {"kind": "tpe"}
-    if not isinstance(sampler, dict) or sampler.get("kind") not in SAMPLERS:
-        raise ConfigError("sampler.kind", f"{sampler.get('kind') if isinstance(sampler, dict) else sampler!r} is not one of {', '.join(SAMPLERS)}")
-    budget = data.get("budget") or {}
-    trials, timeout = budget.get("trials", 20), budget.get("timeout_s")
-    if trials is not None and (not isinstance(trials, int) or trials < 1):
-        raise ConfigError("budget.trials", f"{trials!r} is not a positive integer")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError("budget.timeout_s", f"{timeout!r} is not a positive number")
-    if set(budget) - {"trials", "timeout_s"}:
-        raise ConfigError(f"budget.{sorted(set(budget) - {'trials', 'timeout_s'})[0]}", "unknown field; allowed: trials, timeout_s")
-    proxy = data.get("proxy") or {}
-    allowed_proxy = {"steps", "batch", "width", "resolution", "eval_samples", "ddim_steps", "guidance", "lr", "prediction", "seed"}
-    for key in proxy:
-        if key not in allowed_proxy:
-            raise ConfigError(f"proxy.{key}", f"unknown field; allowed: {', '.join(sorted(allowed_proxy))}")
-    heartbeat = data.get("heartbeat") or {}
-    space = data["space"]
-    if Path(str(space)).suffix in (".yaml", ".yml"):
-        space = _resolve(base, space)
-    from archlab.search.space import load_space
-
-    load_space(space)  # refuse a bad space now, not in the first trial
-    ref = data.get("reference_point")
-    if ref is not None and (not isinstance(ref, dict) or set(ref) - {o.name for o in objs}):
-        raise ConfigError("reference_point", f"must map objective names ({', '.join(o.name for o in objs)}) to numbers")
-    return StudyConfig(
-        name=str(data["name"]), space=space, objectives=tuple(objs), constraints=tuple(cons), sampler=dict(sampler),
-        trials=trials, timeout_s=timeout, proxy=dict(proxy), storage=data.get("storage"),
-        out=_resolve(base, data.get("out") or f"../out/{data['name']}"),
-        heartbeat_interval=int(heartbeat.get("interval", 10)), grace_period=int(heartbeat.get("grace", 30)),
-        reference_point=ref, source=str(path),
-    )
+    return load(StudyConfig, path, source=str(path), base_dir=str(path.resolve().parent))
 
 
 def constraint_values(cfg: StudyConfig, values: dict[str, float]) -> dict[str, float]:

@@ -3,28 +3,13 @@ XNNPACK, the CPU kernels Android uses."""
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from archlab.convert import FLATBUFFER_LIMIT_BYTES, export_tflite, missing_modules, quiet_fds, safe_name
 from archlab.cost.backends.base import BackendUnavailable, LatencyBackend
-from archlab.cost.backends.onnx_backend import _safe
-from archlab.cost.backends.quiet import quiet_fds
-
-# a flatbuffer cannot hold more than 2 GB: about 500M float32 parameters
-FLATBUFFER_LIMIT_BYTES = 2 * 1024**3
-
-
-def export_tflite(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str) -> None:
-    n_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
-    if n_bytes >= FLATBUFFER_LIMIT_BYTES:
-        raise BackendUnavailable(f"litert: {n_bytes / 1e9:.1f} GB of weights do not fit one .tflite flatbuffer (2 GB)")
-    import litert_torch
-
-    with quiet_fds(), torch.no_grad():
-        litert_torch.convert(module.eval(), inputs).export(path)
 
 
 class LiteRTBackend(LatencyBackend):
@@ -35,7 +20,7 @@ class LiteRTBackend(LatencyBackend):
 
     @classmethod
     def available(cls) -> str | None:
-        missing = [m for m in ("litert_torch", "ai_edge_litert") if importlib.util.find_spec(m) is None]
+        missing = missing_modules("litert_torch", "ai_edge_litert")
         return f"missing {', '.join(missing)} (pip install 'archlab[runtimes]')" if missing else None
 
     def prepare(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], *, name: str = "model") -> Callable[[], Any]:
@@ -44,7 +29,7 @@ class LiteRTBackend(LatencyBackend):
             raise BackendUnavailable(f"litert: {reason}")
         from ai_edge_litert.interpreter import Interpreter
 
-        path = self.workdir / f"{_safe(name)}.tflite"
+        path = self.workdir / f"{safe_name(name)}.tflite"
         if not path.exists():
             export_tflite(module, inputs, str(path))
         with quiet_fds():

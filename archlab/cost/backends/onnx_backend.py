@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from archlab.convert import export_onnx, missing_modules, safe_name
 from archlab.cost.backends.base import BackendUnavailable, LatencyBackend
-from archlab.cost.backends.quiet import quiet_fds
-
-
-def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str) -> None:
-    """TorchScript-based export (no onnxscript needed), opset 17, weights beside the model
-    when they pass protobuf's 2 GB."""
-    names = [f"input{i}" for i in range(len(inputs))]
-    with quiet_fds(), torch.no_grad():
-        torch.onnx.export(module.eval(), inputs, path, input_names=names, output_names=["output"], opset_version=17,
-                          dynamo=False)
 
 
 class OnnxRuntimeBackend(LatencyBackend):
@@ -29,7 +19,7 @@ class OnnxRuntimeBackend(LatencyBackend):
 
     @classmethod
     def available(cls) -> str | None:
-        missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        missing = missing_modules("onnx", "onnxruntime")
         return f"missing {', '.join(missing)} (pip install 'archlab[runtimes]')" if missing else None
 
     def prepare(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], *, name: str = "model") -> Callable[[], Any]:
@@ -38,7 +28,7 @@ class OnnxRuntimeBackend(LatencyBackend):
             raise BackendUnavailable(f"onnxruntime: {reason}")
         import onnxruntime as ort
 
-        path = self.workdir / f"{_safe(name)}.onnx"
+        path = self.workdir / f"{safe_name(name)}.onnx"
         if not path.exists():
             export_onnx(module, inputs, str(path))
         options = ort.SessionOptions()
@@ -59,6 +49,3 @@ class OnnxRuntimeBackend(LatencyBackend):
 
         return f"onnxruntime {onnxruntime.__version__}"
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]

@@ -1,9 +1,11 @@
 """A study's results as one self-contained HTML file (plotly, its JavaScript embedded).
 
-Sections: the Pareto front (every trial, coloured by feasibility, front highlighted; hover
-shows trial, objectives and architecture; reference presets drawn at their predicted
-latency), the per-block latency of the front's designs as stacked bars by stage and block
-kind, and the optimisation history.
+Sections: the Pareto front table (objectives with standard errors, and which members the
+noise cannot tell apart); the front plot (every trial coloured by feasibility, front
+highlighted, quality figures drawn with +-1 standard-error bars; hover shows trial,
+objectives and architecture; reference presets drawn at their predicted latency); the
+per-block latency of the front's designs as stacked bars by stage and block kind; and the
+optimisation history.
 """
 
 from __future__ import annotations
@@ -17,49 +19,58 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from archlab.arch.presets import preset
-from archlab.cost.counting import count
+from archlab.cost.predict import LATENCY, Predictor, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
-from archlab.search.runner import is_feasible, pareto
+from archlab.results.pareto import complete, front_rows, is_feasible, pareto, standard_error
 from archlab.search.study import StudyConfig
 
 REFERENCE_PRESETS = ("sd15", "snapfusion", "mobilediffusion", "mobilediffusion-lite")
 
 
 def _hover(t: optuna.trial.FrozenTrial, names: list[str]) -> str:
-    vals = "<br>".join(f"{n}: {v:.4g}" for n, v in zip(names, t.values or []))
+    vals = "<br>".join(f"{n}: {v:.4g}" + (f" ± {standard_error(t, n):.2g}" if standard_error(t, n) else "")
+                       for n, v in zip(names, t.values or []))
     return f"trial {t.number}<br>{vals}<br>{html.escape(t.user_attrs.get('summary', ''))}"
 
 
 def _preset_value(name: str, metric: str, tables: dict[str, LatencyTable]) -> float | None:
-    desc = preset(name)
-    if metric == "params":
-        return float(count(desc).params)
-    if metric == "gflops":
-        return count(desc).gflops
-    if metric.startswith("latency_ms@"):
-        stem = metric.split("@", 1)[1]
-        table = next((t for p, t in tables.items() if Path(p).stem == stem), None)
-        if table is None:
-            return None
-        try:
-            return table.predict(desc).total_ms
-        except MissingBlocks:
-            return None
-    return None  # quality metrics would need the preset's own proxy training
+    """A reference preset's cheap metric (quality would need the preset's own proxy training)."""
+    kind, label = parse_metric(metric)
+    if kind not in ("params", "gflops", LATENCY):
+        return None
+    table = tables.get(label) if label else None
+    if kind == LATENCY and table is None:
+        return None
+    try:
+        score = Predictor([table] if table is not None else []).score(preset(name))
+    except MissingBlocks:
+        return None
+    if kind == "params":
+        return float(score.params)
+    if kind == "gflops":
+        return score.gflops
+    return score.latency_ms[label]
+
+
+def _error_bars(trials: list[optuna.trial.FrozenTrial], name: str) -> dict[str, Any] | None:
+    errors = [standard_error(t, name) for t in trials]
+    return {"type": "data", "array": errors, "visible": True, "thickness": 1} if any(errors) else None
 
 
 def front_figure(study: optuna.Study, cfg: StudyConfig, tables: dict[str, LatencyTable]) -> go.Figure:
     names = [o.name for o in cfg.objectives]
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = complete(study)
     front, hv, ref = pareto(study, cfg)
     front_ids = {t.number for t in front}
-    x_name, y_name = names[0], names[1] if len(names) > 1 else names[0]
+    yi = 1 if len(names) > 1 else 0
+    x_name, y_name = names[0], names[yi]
     fig = go.Figure()
     for label, colour, keep in (("infeasible", "#bbbbbb", lambda t: not is_feasible(t)),
                                 ("feasible", "#4c78a8", lambda t: is_feasible(t) and t.number not in front_ids),
                                 ("Pareto front", "#e45756", lambda t: t.number in front_ids)):
         ts = sorted((t for t in done if keep(t)), key=lambda t: t.values[0])
-        fig.add_trace(go.Scatter(x=[t.values[0] for t in ts], y=[t.values[1 if len(names) > 1 else 0] for t in ts],
+        fig.add_trace(go.Scatter(x=[t.values[0] for t in ts], y=[t.values[yi] for t in ts],
+                                 error_x=_error_bars(ts, x_name), error_y=_error_bars(ts, y_name),
                                  mode="markers+lines" if label == "Pareto front" else "markers", name=label,
                                  marker={"color": colour, "size": 11 if label == "Pareto front" else 8},
                                  line={"dash": "dot"} if label == "Pareto front" else None,
@@ -72,8 +83,8 @@ def front_figure(study: optuna.Study, cfg: StudyConfig, tables: dict[str, Latenc
                                      marker={"symbol": "star", "size": 14, "color": "#54a24b"}, name=name))
         elif x is not None:
             fig.add_vline(x=x, line_dash="dash", line_color="#54a24b", annotation_text=name, annotation_position="top")
-    fig.update_layout(title=f"{cfg.name}: {x_name} vs {y_name} (hypervolume {hv:.4g})", xaxis_title=x_name,
-                      yaxis_title=y_name, template="plotly_white", height=520)
+    fig.update_layout(title=f"{cfg.name}: {x_name} vs {y_name} (hypervolume {hv:.4g}); bars: ±1 standard error",
+                      xaxis_title=x_name, yaxis_title=y_name, template="plotly_white", height=520)
     return fig
 
 
@@ -96,16 +107,16 @@ def breakdown_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure | None:
     for label in sorted(groups, key=lambda g: (g.split()[0].rstrip("0123456789"), g)):
         fig.add_trace(go.Bar(name=label, x=trials, y=[groups[label].get(t.number, 0.0) for t in front]))
     fig.update_layout(barmode="stack", title=f"Per-block latency of the front's designs ({key.split('.', 1)[1]}), by stage and block kind",
-                      yaxis_title="ms (block medians, before the overhead term)", template="plotly_white", height=520)
+                      yaxis_title="ms (block figures, before the overhead term)", template="plotly_white", height=520)
     return fig
 
 
 def history_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure:
     fig = go.Figure()
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = complete(study)
     for i, o in enumerate(cfg.objectives):
         fig.add_trace(go.Scatter(x=[t.number for t in done], y=[t.values[i] for t in done], mode="markers+lines",
-                                 name=o.name, yaxis="y" if i == 0 else f"y{i + 1}"))
+                                 error_y=_error_bars(done, o.name), name=o.name, yaxis="y" if i == 0 else f"y{i + 1}"))
     layout: dict[str, Any] = {"title": "Optimisation history", "xaxis_title": "trial", "template": "plotly_white", "height": 420,
                               "yaxis": {"title": cfg.objectives[0].name}}
     for i, o in enumerate(cfg.objectives[1:], start=2):
@@ -115,13 +126,23 @@ def history_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure:
     return fig
 
 
+def _cell(row: dict[str, Any], name: str) -> str:
+    se = row.get(f"{name}_se")
+    return f"{row[name]:.4g}" + (f" ± {se:.2g}" if se else "")
+
+
 def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path:
-    tables = {t: LatencyTable.read(t) for t in cfg.tables()}
+    tables = {}
+    for ref in cfg.tables():
+        table = LatencyTable.load(ref)
+        tables[table.label] = table
     figures = [f for f in (front_figure(study, cfg, tables), breakdown_figure(study, cfg), history_figure(study, cfg)) if f]
     front, hv, ref = pareto(study, cfg)
     names = [o.name for o in cfg.objectives]
-    rows = "".join(f"<tr><td>{t.number}</td>" + "".join(f"<td>{v:.4g}</td>" for v in t.values) +
-                   f"<td>{html.escape(t.user_attrs.get('summary', ''))}</td></tr>" for t in front)
+    rows = "".join(
+        f"<tr><td>{r['trial']}</td>" + "".join(f"<td>{_cell(r, n)}</td>" for n in names)
+        + f"<td>{', '.join(map(str, r['not_distinguishable_from'])) or '-'}</td><td>{html.escape(r['summary'])}</td></tr>"
+        for r in front_rows(front, cfg))
     body = "\n".join(f.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot{i}") for i, f in enumerate(figures))
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>archlab report: {html.escape(cfg.name)}</title>
@@ -129,9 +150,11 @@ def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path
 <style>body{{font-family:sans-serif;margin:24px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}}</style>
 </head><body>
 <h1>Study {html.escape(cfg.name)}</h1>
-<p>{len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))} complete trials; Pareto front of {len(front)};
-hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r in zip(names, ref))}.</p>
-<table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>architecture</th></tr>{rows}</table>
+<p>{len(complete(study))} complete trials; Pareto front of {len(front)};
+hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r in zip(names, ref))}.
+Quality figures are shown ± one standard error. "Not distinguishable from" lists the front members that are as good
+on every objective within two combined standard errors: the data does not show this design beating them.</p>
+<table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>not distinguishable from</th><th>architecture</th></tr>{rows}</table>
 {body}
 </body></html>"""
     out = Path(out)

@@ -13,20 +13,23 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
+from archlab import resources
 from archlab.arch.builder import UNet, build
 from archlab.arch.description import Description
-from archlab.arch.presets import repo_root
-from archlab.cost.counting import count
+from archlab.arch.diffusers_import import diffusers_prefixes, read_description, read_weights
+from archlab.convert import export_coreml, export_onnx, export_tflite, model_and_inputs
 from archlab.cost.keys import block_specs
+from archlab.cost.predict import Predictor, count, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
 from archlab.errors import ConfigError
+from archlab.results.pareto import complete, is_feasible
 
 PICK = re.compile(r"^\s*([A-Za-z_@.\-0-9]+)\s*(<=|>=)\s*([0-9.eE+\-]+)\s*$")
 
@@ -37,11 +40,7 @@ def pick_trial(study: Any, cfg: Any, *, trial: int | None = None, pick: str | No
     "Best" is the first objective that is not the picked metric (a quality objective when the
     pick is a latency budget), in its direction.
     """
-    import optuna
-
-    from archlab.search.runner import is_feasible
-
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    done = complete(study)
     if trial is not None:
         found = [t for t in done if t.number == trial]
         if not found:
@@ -56,8 +55,8 @@ def pick_trial(study: Any, cfg: Any, *, trial: int | None = None, pick: str | No
         metric, op, bound = m.group(1), m.group(2), float(m.group(3))
 
         def value(t: Any) -> float:
-            attrs = {k[len("metric."):]: v for k, v in t.user_attrs.items() if k.startswith("metric.")}
-            hits = [v for k, v in attrs.items() if k == metric or k.split("@")[0] == metric]
+            attrs = {k[len("metric."):]: v for k, v in t.user_attrs.items() if k.startswith("metric.") and not k.endswith("_se")}
+            hits = [v for k, v in attrs.items() if k == metric or parse_metric(k)[0] == metric]
             if not hits:
                 raise ConfigError("--pick", f"{metric!r} is not a metric of this study ({', '.join(sorted(attrs))})")
             return hits[0]
@@ -65,7 +64,7 @@ def pick_trial(study: Any, cfg: Any, *, trial: int | None = None, pick: str | No
         candidates = [t for t in candidates if (value(t) <= bound if op == "<=" else value(t) >= bound)]
     if not candidates:
         raise ConfigError("--pick", f"no feasible complete trial meets {pick or 'the constraints'}")
-    idx = next((i for i, o in enumerate(cfg.objectives) if not metric or o.metric != metric.split("@")[0]), 0)
+    idx = next((i for i, o in enumerate(cfg.objectives) if not metric or o.metric != parse_metric(metric)[0]), 0)
     sign = 1 if cfg.objectives[idx].direction == "minimize" else -1
     return min(candidates, key=lambda t: sign * t.values[idx])
 
@@ -79,13 +78,8 @@ class Inheritance:
 def inherit_from_diffusers(model: UNet, folder: str | Path) -> Inheritance:
     """Copy weights from a local diffusers UNet wherever a block of ours has an identical block
     (same kind, choices and shapes) in the same stage of the pretrained model, in order."""
-    from archlab.arch.diffusers_import import _read_weights, description_from_diffusers_config, diffusers_prefixes
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ConfigError(str(folder), "has no config.json; give a diffusers UNet folder (a pipeline's unet/)")
-    source_desc = description_from_diffusers_config(json.loads((folder / "config.json").read_text()))
-    weights = _read_weights(folder)
+    source_desc = read_description(folder)
+    weights = read_weights(folder)
     prefixes = diffusers_prefixes(source_desc)
     ours = model.description
     state = model.state_dict()
@@ -121,9 +115,7 @@ def check_onnx(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: P
     """Export to ONNX and return the max abs difference between onnxruntime and PyTorch."""
     import onnxruntime as ort
 
-    from archlab.cost.backends.onnx_backend import export_onnx
-
-    export_onnx(model, inputs, str(path))
+    export_onnx(model, inputs, path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = model(*inputs).numpy()
@@ -132,14 +124,16 @@ def check_onnx(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: P
 
 
 def latency_on_tables(desc: Description) -> dict[str, Any]:
+    """Predicted latency of ``desc`` on every shipped table (a table lacking a block says how many)."""
     out: dict[str, Any] = {}
-    for path in sorted((repo_root() / "latency_tables").glob("*.csv")):
-        table = LatencyTable.read(path)
+    for name in resources.names("tables"):
+        table = LatencyTable.load(name)
         try:
-            out[path.name] = {"ms": round(table.predict(desc).total_ms, 2), "device": table.metadata["device"],
-                              "runtime": table.metadata["runtime"], "threads": table.metadata["threads"]}
+            out[table.name] = {"ms": round(Predictor([table]).score(desc).latency_ms[table.label], 2),
+                               "device": table.metadata["device"], "runtime": table.metadata["runtime"],
+                               "threads": table.metadata["threads"]}
         except MissingBlocks as exc:
-            out[path.name] = {"ms": None, "missing_blocks": len(exc.keys)}
+            out[table.name] = {"ms": None, "missing_blocks": len(exc.keys)}
     return out
 
 
@@ -164,57 +158,90 @@ HANDOFF = {
 }
 
 
-def export_architecture(desc: Description, out: str | Path, *, study: str = "", trial: int | None = None,
-                        metrics: dict[str, Any] | None = None, from_diffusers: str | Path | None = None,
-                        onnx: bool = True, tflite: bool = False, coreml: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Write everything for one architecture into ``out``; returns the model card as a dict."""
+def export_architecture(desc: Description, out: str | Path, *, provenance: dict[str, Any] | None = None,
+                        metrics: dict[str, Any] | None = None, weights: Mapping[str, torch.Tensor] | None = None,
+                        from_diffusers: str | Path | None = None, onnx: bool = True, tflite: bool = False, coreml: bool = False,
+                        seed: int = 0) -> dict[str, Any]:
+    """Write everything for one architecture into ``out``; returns the model card as a dict.
+
+    Weights: ``weights`` (a state dict of this description's UNet, e.g. an evolved
+    pretrained model; every key and shape is checked), else inherited block by block from
+    a local diffusers UNet (``from_diffusers``), else a seeded random init.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "description.yaml").write_text(desc.to_yaml())
     (out / "description.json").write_text(desc.to_json())
     torch.manual_seed(seed)
     model = build(desc).eval()
-    inheritance = inherit_from_diffusers(model, from_diffusers) if from_diffusers else None
+    inheritance = None
+    if weights is not None:
+        missing = model.load_state_dict(dict(weights), strict=False)
+        if missing.missing_keys or missing.unexpected_keys:
+            bad = (missing.missing_keys or missing.unexpected_keys)[0]
+            raise ConfigError("weights", f"do not fit the description ({bad} is {'missing' if missing.missing_keys else 'extra'})")
+        origin = "trained (given with the description)"
+    elif from_diffusers:
+        inheritance = inherit_from_diffusers(model, from_diffusers)
+        origin = f"inherited from {from_diffusers}"
+    else:
+        origin = f"random init (seed {seed})"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
               metadata={"description": desc.to_json()})
     c = count(desc)
     card: dict[str, Any] = {
-        "name": desc.name, "study": study, "trial": trial, "params": c.params, "gflops": c.gflops,
+        "name": desc.name, **(provenance or {}), "params": c.params, "gflops": c.gflops,
         "conv_blocks": c.conv_blocks, "self_attention": c.self_attention, "cross_attention": c.cross_attention,
-        "resolution": desc.resolution, "latency": latency_on_tables(desc), "proxy_metrics": metrics or {},
-        "weights": "inherited from " + str(from_diffusers) if from_diffusers else f"random init (seed {seed})",
+        "resolution": desc.resolution, "latency": latency_on_tables(desc), "proxy_metrics": metrics or {}, "weights": origin,
     }
     if inheritance is not None:
         card["inherited_blocks"] = [{"block": a, "from": b} for a, b in inheritance.copied]
         card["fresh_blocks"] = inheritance.fresh
-    from archlab.cost.measure import model_and_inputs
-
     wrapper, inputs = model_and_inputs(desc, seed=seed)
     wrapper.unet.load_state_dict(model.state_dict())
     if onnx:
         card["onnx_max_abs_diff"] = check_onnx(wrapper, inputs, out / "model.onnx")
     if tflite:
-        from archlab.cost.backends.litert_backend import export_tflite
-
-        export_tflite(wrapper, inputs, str(out / "model.tflite"))
+        export_tflite(wrapper, inputs, out / "model.tflite")
     if coreml:
-        from archlab.cost.phones import _export_coreml
-
-        _export_coreml(wrapper, inputs, out / "model.mlpackage")
+        export_coreml(wrapper, inputs, out / "model.mlpackage")
     (out / "model_card.json").write_text(json.dumps(card, indent=1))
-    (out / "handoff.yaml").write_text(yaml.safe_dump({"model": "model.safetensors", "description": "description.yaml", **HANDOFF},
-                                                     sort_keys=False))
-    lines = [f"# {desc.name}", "", f"From study `{study}`, trial {trial}." if study else "", "",
-             f"- parameters: {c.params:,}", f"- GFLOPs at {desc.resolution}x{desc.resolution} latents: {c.gflops:.1f}",
-             f"- conv blocks / self-attention / cross-attention: {c.conv_blocks} / {c.self_attention} / {c.cross_attention}",
-             f"- weights: {card['weights']}"]
+    write_handoff(out)
+    lines = [f"# {desc.name}", ""]
+    lines += [f"From {', '.join(f'{k} {v}' for k, v in (provenance or {}).items())}.", ""] if provenance else []
+    lines += [f"- parameters: {c.params:,}", f"- GFLOPs at {desc.resolution}x{desc.resolution} latents: {c.gflops:.1f}",
+              f"- conv blocks / self-attention / cross-attention: {c.conv_blocks} / {c.self_attention} / {c.cross_attention}",
+              f"- weights: {origin}"]
     for name, lat in card["latency"].items():
         lines.append(f"- predicted latency on {name}: " + (f"{lat['ms']} ms ({lat['device']}, {lat['runtime']}, {lat['threads']} threads)"
                                                             if lat.get("ms") is not None else f"n/a ({lat['missing_blocks']} blocks not in the table)"))
     for k, v in (metrics or {}).items():
-        lines.append(f"- proxy {k}: {v:.4g}" if isinstance(v, float) else f"- proxy {k}: {v}")
+        if isinstance(v, Mapping) and "value" in v:
+            lines.append(f"- proxy {k}: {v['value']:.4g} ± {v['se']:.2g} (standard error, {v['n']} items)")
+        else:
+            lines.append(f"- proxy {k}: {v:.4g}" if isinstance(v, float) else f"- proxy {k}: {v}")
     if "onnx_max_abs_diff" in card:
         lines.append(f"- ONNX (onnxruntime) vs PyTorch max abs difference: {card['onnx_max_abs_diff']:.2e}")
-    lines += ["", "Next: `handoff.yaml` holds the settings for 8-step CFG-aware distillation and one-step UFOGen finetuning."]
+    lines += ["", "Next: `archlab distill handoff.yaml` (8-step CFG-aware distillation), then `archlab gan-finetune` on its "
+              "output (one-step UFOGen finetuning); `handoff.yaml` holds their settings."]
     (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     return card
+
+
+def write_handoff(out: Path) -> None:
+    (out / "handoff.yaml").write_text(yaml.safe_dump({"model": "model.safetensors", "description": "description.yaml", **HANDOFF},
+                                                     sort_keys=False))
+
+
+def load_evolve_output(folder: str | Path) -> tuple[Description, dict[str, torch.Tensor] | None, dict[str, Any]]:
+    """An ``archlab evolve`` output folder: its result description, the full-size weights when the
+    run trained a pretrained UNet itself (else None), and its final metrics."""
+    from archlab.arch.description import load_description
+
+    folder = Path(folder)
+    if not (folder / "result.yaml").is_file():
+        raise ConfigError(str(folder), "has no result.yaml: not an evolve output folder")
+    desc = load_description(folder / "result.yaml")
+    weights = load_file(str(folder / "model.safetensors")) if (folder / "model.safetensors").is_file() else None
+    log = json.loads((folder / "log.json").read_text()) if (folder / "log.json").is_file() else {}
+    return desc, weights, log.get("final_metrics", {})

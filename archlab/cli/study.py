@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from archlab.cli_common import err_console, user_errors
+from archlab.cli.common import err_console, out_console, quiet_optuna, user_errors
 
 study_app = typer.Typer(no_args_is_help=True, help="Architecture searches as Optuna studies.")
-console = err_console
 
 
 @study_app.command("run")
@@ -26,14 +24,16 @@ def run_cmd(
     progress: bool = typer.Option(True),
 ) -> None:
     """Run (or resume) a study until it holds its budget of complete trials."""
-    from archlab.search.runner import completed, pareto, run_study
+    from archlab.results.pareto import pareto
+    from archlab.search.runner import completed, run_study
     from archlab.search.study import load_study
 
+    quiet_optuna()
     cfg = load_study(study)
     result = run_study(cfg, url=storage, n_trials=n_trials, workers=workers, progress=progress)
     front, hv, _ = pareto(result, cfg)
-    console.print(f"{cfg.name}: {completed(result)} complete trials, Pareto front of {len(front)}, hypervolume {hv:.4g}; "
-                  f"storage {storage or cfg.storage_url}")
+    err_console.print(f"{cfg.name}: {completed(result)} complete trials, Pareto front of {len(front)}, hypervolume {hv:.4g}; "
+                      f"storage {(storage or cfg.storage_url).split('@')[-1]}")
 
 
 @study_app.command("pareto")
@@ -43,24 +43,26 @@ def pareto_cmd(
     storage: Optional[str] = typer.Option(None),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """The Pareto front (feasible trials), its hypervolume and the reference point."""
-    from archlab.search.runner import open_study, pareto
+    """The Pareto front (feasible trials) with standard errors, its hypervolume, and which members noise cannot tell apart."""
+    from archlab.results.pareto import front_rows, pareto
+    from archlab.search.runner import load_existing
     from archlab.search.study import load_study
 
+    quiet_optuna()
     cfg = load_study(study)
-    front, hv, ref = pareto(open_study(cfg, storage), cfg)
+    front, hv, ref = pareto(load_existing(cfg, storage), cfg)
     names = [o.name for o in cfg.objectives]
+    rows = front_rows(front, cfg)
     if as_json:
         print(json.dumps({"study": cfg.name, "objectives": names, "directions": [o.direction for o in cfg.objectives],
-                          "hypervolume": hv, "reference_point": ref,
-                          "front": [{"trial": t.number, **dict(zip(names, t.values)), "summary": t.user_attrs.get("summary", "")}
-                                    for t in front]}, indent=2))
+                          "hypervolume": hv, "reference_point": ref, "front": rows}, indent=2))
         return
-    table = Table("trial", *names, "architecture", title=f"{cfg.name}: Pareto front")
-    for t in front:
-        table.add_row(str(t.number), *[f"{v:.4g}" for v in t.values], t.user_attrs.get("summary", ""))
-    Console().print(table)
-    Console().print(f"hypervolume {hv:.4g} against reference point {dict(zip(names, [round(r, 4) for r in ref]))}")
+    table = Table("trial", *names, "not distinguishable from", "architecture", title=f"{cfg.name}: Pareto front")
+    for r in rows:
+        cells = [f"{r[n]:.4g}" + (f" ± {r[n + '_se']:.2g}" if r.get(n + "_se") else "") for n in names]
+        table.add_row(str(r["trial"]), *cells, ", ".join(map(str, r["not_distinguishable_from"])) or "-", r["summary"])
+    out_console.print(table)
+    out_console.print(f"hypervolume {hv:.4g} against reference point {dict(zip(names, [round(x, 4) for x in ref]))}")
 
 
 @study_app.command("trials")
@@ -70,11 +72,13 @@ def trials_cmd(
     storage: Optional[str] = typer.Option(None),
     csv: Path = typer.Option(..., help="Write every trial here as CSV."),
 ) -> None:
-    """Export every trial (objectives, metrics, choices, feasibility, errors) as CSV."""
-    from archlab.search.runner import open_study, trials_frame
+    """Export every trial (objectives, metrics with standard errors, choices, feasibility, errors) as CSV."""
+    from archlab.results.pareto import trials_frame
+    from archlab.search.runner import load_existing
     from archlab.search.study import load_study
 
+    quiet_optuna()
     cfg = load_study(study)
-    frame = trials_frame(open_study(cfg, storage))
+    frame = trials_frame(load_existing(cfg, storage))
     frame.to_csv(csv, index=False)
-    console.print(f"{len(frame)} trials -> {csv}")
+    err_console.print(f"{len(frame)} trials -> {csv}")

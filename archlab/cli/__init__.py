@@ -1,0 +1,31 @@
+"""The ``archlab`` command line: one module per command group.
+
+Every user error (a wrong field in a file, an unknown preset) is printed as one line
+naming the field, with exit code 2 and no traceback; ``--json`` output is the only thing
+on stdout.
+"""
+
+import typer
+
+from archlab.cli.describe import describe_cmd, presets_cmd
+from archlab.cli.evolve import evolve_cmd
+from archlab.cli.proxy import proxy_app
+from archlab.cli.results import dashboard_cmd, export_cmd, report_cmd
+from archlab.cli.study import study_app
+from archlab.cli.table import table_app
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Architecture search and profiling for mobile text-to-image diffusion UNets.")
+app.command("presets")(presets_cmd)
+app.command("describe")(describe_cmd)
+app.add_typer(table_app, name="table")
+app.add_typer(proxy_app, name="proxy")
+app.command("evolve")(evolve_cmd)
+app.add_typer(study_app, name="study")
+app.command("report")(report_cmd)
+app.command("dashboard")(dashboard_cmd)
+app.command("export")(export_cmd)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,74 @@
+"""What a table is measured for: search spaces, presets and description files, by name.
+
+A table records its sources in its metadata (``sources``), so calibration and validation
+can sample their whole models from the same spaces the blocks were measured for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from archlab.arch.description import Description, load_description
+from archlab.arch.presets import preset, presets
+from archlab.config import read_yaml
+from archlab.cost.keys import BlockSpec, distinct_specs
+from archlab.errors import ConfigError
+from archlab.search.space import SearchSpace, load_space, spaces
+
+
+def _is_space_file(path: Path) -> bool:
+    try:
+        data = read_yaml(path)
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and "levels" in data
+
+
+def resolve_sources(sources: Sequence[str]) -> tuple[list[SearchSpace], list[Description]]:
+    """Names or files of search spaces and descriptions (``preset:NAME`` / ``space:NAME`` force the kind)."""
+    found_spaces: list[SearchSpace] = []
+    descs: list[Description] = []
+    for src in sources:
+        if src.startswith("preset:"):
+            descs.append(preset(src.split(":", 1)[1]))
+        elif src.startswith("space:"):
+            found_spaces.append(load_space(src.split(":", 1)[1]))
+        elif Path(src).suffix in (".yaml", ".yml", ".json"):
+            path = Path(src)
+            if not path.is_file():
+                raise ConfigError(src, "no such file")
+            if _is_space_file(path):
+                found_spaces.append(load_space(path))
+            else:
+                descs.append(load_description(path))
+        elif src in spaces():
+            found_spaces.append(load_space(src))
+        elif src in presets():
+            descs.append(preset(src))
+        else:
+            raise ConfigError("source", f"{src!r} is not a search space ({', '.join(spaces())}), a preset "
+                              f"({', '.join(presets())}) or a .yaml/.json file")
+    return found_spaces, descs
+
+
+def source_specs(sources: Sequence[str], *, batch: int = 1, dtype: str = "float32"
+                 ) -> tuple[dict[str, BlockSpec], list[SearchSpace], list[Description]]:
+    """Every distinct block the sources can hold (key -> spec), and the sources themselves."""
+    found_spaces, descs = resolve_sources(sources)
+
+    def all_descs() -> Iterator[Description]:
+        for space in found_spaces:
+            yield from space.iter_stage_variants()
+        yield from descs
+
+    return distinct_specs(all_descs(), batch=batch, dtype=dtype), found_spaces, descs
+
+
+def sample_models(found_spaces: Sequence[SearchSpace], descs: Sequence[Description], n: int, seed: int,
+                  max_params: float | None = None) -> list[Description]:
+    """Whole models to time: sampled from the first space (under a runtime's size limit), else the descriptions."""
+    if found_spaces:
+        space = found_spaces[0] if max_params is None else found_spaces[0].with_constraints(max_params=max_params)
+        return [d for _, d in space.samples(n, seed)]
+    return list(descs[:n])

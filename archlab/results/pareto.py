@@ -1,0 +1,120 @@
+"""A study's results: trials as a table, the feasible Pareto front, its hypervolume, and
+which front members the noise of their quality figures cannot tell apart.
+
+Hypervolume comes from ``moocore`` (a maintained multi-objective library), on minimised
+values (maximised objectives negated).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from archlab.search.study import StudyConfig
+
+NOISE_SE = 2.0  # two figures closer than this many combined standard errors are not told apart
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return all(v <= 0 for v in trial.constraints.values())
+
+
+def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """Every trial with its objectives, metrics (and standard errors), feasibility and summary."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row = {"trial": t.number, "state": t.state.name, "feasible": is_feasible(t),
+               "summary": t.user_attrs.get("summary", ""), "error": t.user_attrs.get("error", "")}
+        for i, v in enumerate(t.values or []):
+            row[f"objective_{i}"] = v
+        row.update({k[len("metric."):]: v for k, v in t.user_attrs.items() if k.startswith("metric.")})
+        row.update({f"param.{k}": v for k, v in t.params.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """The hypervolume of minimised ``points`` against ``reference`` (moocore)."""
+    import moocore
+
+    inside = points[(points < reference).all(axis=1)]
+    return float(moocore.hypervolume(inside, ref=reference)) if len(inside) else 0.0
+
+
+def pareto(study: optuna.Study, cfg: StudyConfig) -> tuple[list[optuna.trial.FrozenTrial], float, list[float]]:
+    """The feasible Pareto front (sorted by the first objective), its hypervolume and the reference point.
+
+    The reference point is the study file's ``reference_point`` or, per objective, the worst
+    feasible value seen, 10% further out.
+    """
+    front = study.best_trials  # Optuna keeps infeasible trials off the front
+    feasible = [t for t in complete(study) if is_feasible(t)]
+    if not front:
+        return [], 0.0, []
+    sign = np.array([1.0 if o.direction == "minimize" else -1.0 for o in cfg.objectives])
+    values = np.array([t.values for t in feasible]) * sign
+    ref = values.max(axis=0)
+    ref = ref + 0.1 * np.abs(ref) + 1e-12
+    for i, o in enumerate(cfg.objectives):
+        if cfg.reference_point and o.name in cfg.reference_point:
+            ref[i] = cfg.reference_point[o.name] * sign[i]
+    hv = hypervolume(np.array([t.values for t in front]) * sign, ref)
+    return sorted(front, key=lambda t: t.values[0]), hv, [float(r) for r in ref * sign]
+
+
+def standard_error(trial: optuna.trial.FrozenTrial, name: str) -> float:
+    """An objective's standard error as the trial stored it (0 for exact figures: params, FLOPs, latency)."""
+    se = trial.user_attrs.get(f"metric.{name}_se")
+    return float(se) if se is not None and not math.isnan(float(se)) else 0.0
+
+
+def indistinguishable(front: list[optuna.trial.FrozenTrial], cfg: StudyConfig, k: float = NOISE_SE) -> dict[int, list[int]]:
+    """For each front member, the members that are as good on every objective within noise.
+
+    B is listed under A when, on every objective, B is better than A or the two differ by no
+    more than ``k`` combined standard errors: the data cannot show that A beats B anywhere,
+    so A's place on the front is not established against B.
+    """
+    out: dict[int, list[int]] = {}
+    for a in front:
+        peers = []
+        for b in front:
+            if a is b:
+                continue
+            ok = True
+            for i, o in enumerate(cfg.objectives):
+                sign = 1.0 if o.direction == "minimize" else -1.0
+                gap = (b.values[i] - a.values[i]) * sign  # > 0: b is worse than a on this objective
+                noise = k * math.hypot(standard_error(a, o.name), standard_error(b, o.name))
+                if gap > noise:
+                    ok = False
+                    break
+            if ok:
+                peers.append(b.number)
+        out[a.number] = peers
+    return out
+
+
+def front_rows(front: list[optuna.trial.FrozenTrial], cfg: StudyConfig) -> list[dict[str, Any]]:
+    """The front as plain rows: objectives with standard errors, the summary, the noise peers."""
+    peers = indistinguishable(front, cfg)
+    rows = []
+    for t in front:
+        row: dict[str, Any] = {"trial": t.number}
+        for o, v in zip(cfg.objectives, t.values):
+            row[o.name] = v
+            se = standard_error(t, o.name)
+            if se:
+                row[f"{o.name}_se"] = se
+        row["not_distinguishable_from"] = peers[t.number]
+        row["summary"] = t.user_attrs.get("summary", "")
+        rows.append(row)
+    return rows
