@@ -85,7 +85,7 @@ def test_evolution_reaches_its_target_and_logs_every_candidate(tmp_path):
     assert len(first["actions"]) <= 2 and first["eval_items"] == 16 and "ties" in log
     assert (tmp_path / "out" / "actions.csv").read_text().count("\n") == len(log["actions"]) + 1
     assert yaml.safe_load((tmp_path / "out" / "result.yaml").read_text())["name"].endswith("-evolved")
-    assert (tmp_path / "out" / "proxy.safetensors").is_file()
+    assert (tmp_path / "out" / "model.safetensors").is_file()  # the evolved proxy with its text encoder
 
 
 def test_evolve_files_are_validated(tmp_path):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -12,7 +13,7 @@ from archlab import ConfigError, Predictor, preset
 from archlab.cli import app
 from archlab.cost.backends import cpu_name
 from archlab.cost.keys import block_specs, distinct_specs
-from archlab.cost.table import COLUMNS, MAGIC, LatencyTable, MissingBlocks, fit_overhead
+from archlab.cost.table import COLUMNS, MAGIC, FitPoint, LatencyTable, MissingBlocks, Overhead, fit_overhead
 
 META = {"device": "test cpu", "runtime": "torch-cpu", "runtime_version": "torch x", "threads": 1, "dtype": "float32",
         "batch": 1, "warmup": 0, "repeats": 1}
@@ -42,7 +43,9 @@ def test_round_trip_and_prediction(tmp_path):
 
 
 def test_missing_blocks_are_listed_then_measured_on_the_spot(tmp_path):
-    meta = {**META, "device": cpu_name(), "warmup": 0, "repeats": 2}  # this machine's own table
+    from archlab.cost.fingerprint import fingerprint
+
+    meta = {**META, "device": cpu_name(), "warmup": 0, "repeats": 2, "fingerprint": fingerprint(1)}  # this machine's own table
     table = LatencyTable.create(tmp_path / "t.csv", meta)
     with pytest.raises(MissingBlocks) as info:
         Predictor([table]).score(preset("tiny"))
@@ -57,10 +60,20 @@ def test_missing_blocks_are_listed_then_measured_on_the_spot(tmp_path):
     assert json.loads(result.stdout)["latency_ms"] == pytest.approx(Predictor([again]).score(preset("tiny")).latency_ms["t"])
 
 
-def test_fit_overhead_recovers_a_line():
-    o = fit_overhead([(10, 25), (20, 45), (40, 85)])
-    assert o.intercept_ms == pytest.approx(5) and o.scale == pytest.approx(2)
-    assert fit_overhead([(10, 12)]).intercept_ms == pytest.approx(2)
+def test_fit_overhead_recovers_a_line_and_picks_the_form_that_predicts_left_out_models():
+    line = [FitPoint((x, 0.0, 0.0), 0.0, 5 + 2 * x) for x in (10, 20, 40)]
+    o, _ = fit_overhead(line)
+    assert o.intercept_ms == pytest.approx(5) and o.scales[0] == pytest.approx(2)
+    assert fit_overhead([FitPoint((10.0, 0, 0), 0.0, 12)])[0].intercept_ms == pytest.approx(2)
+    rng = np.random.default_rng(0)
+    weighty = []
+    for _ in range(8):  # whole models that pay 100 ms per GB of weights beyond their blocks
+        kinds, gb = tuple(rng.uniform(100, 1000, 3)), rng.uniform(0.5, 4)
+        weighty.append(FitPoint(kinds, gb, 50 + 0.9 * sum(kinds) + 100 * gb))
+    o, loo = fit_overhead(weighty)
+    assert o.form == "weights" and o.per_gb_ms == pytest.approx(100) and loo["weights"] < 1e-6 < loo["sum"]
+    assert Overhead.from_metadata(o.to_metadata()) == o
+    assert Overhead.from_metadata({"intercept_ms": 2.0, "scale": 1.5}).scales == (1.5, 1.5, 1.5)  # tables made before forms
 
 
 @pytest.mark.parametrize("corrupt,message", [
@@ -151,21 +164,63 @@ def test_a_min_statistic_table_predicts_from_minima(tmp_path):
 
 
 @pytest.mark.slow
-def test_build_calibrate_validate_on_this_machine_with_clean_json(tmp_path):
-    """Every --json prints only JSON on stdout: progress bars and messages go to stderr."""
+def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path):
+    """Build, calibrate, validate (test-retest, resumable) and check a table here; every --json prints only JSON."""
     import json
 
     out = tmp_path / "tiny.csv"
     build = runner.invoke(app, ["table", "build", "tiny", "--out", str(out), "--repeats", "2", "--warmup", "0", "--threads", "1",
-                                "--calibrate", "3"])
+                                "--calibrate", "5"])
     assert build.exit_code == 0, build.output
     assert "block(s) measured" in build.stderr and build.stdout == ""
-    result = runner.invoke(app, ["table", "validate", str(out), "--samples", "3", "--seed", "5", "--repeats", "1", "--json"])
+    table = LatencyTable.read(out)
+    assert table.metadata["fingerprint"]["cpu_model"] and table.metadata["statistic"] == "min"
+    overhead = table.metadata["overhead"]
+    assert overhead["form"] in ("sum", "weights", "kinds", "intercept") and len(overhead["models"]) == 5
+    assert all("description" in m for m in overhead["models"])
+    timings = tmp_path / "v.timings.json"
+    args = ["table", "validate", str(out), "--samples", "4", "--seed", "5", "--repeats", "1", "--json", "--timings", str(timings)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)  # nothing but JSON on stdout
-    assert data["samples"] == 3 and {"within_10", "rmspe", "spearman", "flops_rmspe"} <= set(data)
-    calibrated = runner.invoke(app, ["table", "calibrate", str(out), "--models", "3", "--seed", "2", "--repeats", "2"])
+    assert data["samples"] == 4 and {"within_10", "rmspe", "spearman", "flops_rmspe", "retest_rmspe", "rmspe_over_retest"} <= set(data)
+    stored = json.loads(timings.read_text())
+    assert all(len(m["passes"]) == 2 for m in stored["models"].values())
+    stamps = {n: [p["measured_at"] for p in m["passes"]] for n, m in stored["models"].items()}
+    again = json.loads(runner.invoke(app, args).stdout)  # resumed: nothing re-timed, same figures
+    assert again["rmspe"] == data["rmspe"]
+    assert {n: [p["measured_at"] for p in m["passes"]] for n, m in json.loads(timings.read_text())["models"].items()} == stamps
+    checked = runner.invoke(app, ["table", "check", str(out), "--models", "2", "--repeats", "1", "--json"])
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert report["fingerprint_differences"] == [] and len(report["models"]) == 2
+    calibrated = runner.invoke(app, ["table", "calibrate", str(out), "--models", "5", "--seed", "2", "--repeats", "2"])
     assert calibrated.exit_code == 0, calibrated.output  # the table's own source (the tiny space), no --space needed
     assert LatencyTable.read(out).metadata["overhead"]["seed"] == 2
     wrong = runner.invoke(app, ["table", "calibrate", str(out), "--space", "mobilediffusion", "--models", "2"])
     assert wrong.exit_code == 2 and "block(s) not measured" in wrong.stderr  # refused before timing anything
+
+    # the same table as if measured on another machine: predicting warns once, timing refuses
+    from archlab.cost.fingerprint import DeviceMismatchWarning
+
+    table = LatencyTable.read(out)
+    table.metadata["fingerprint"] = {**table.metadata["fingerprint"], "cpu_model": "Other CPU 9000"}
+    table.path = tmp_path / "foreign.csv"
+    table.save()
+    from archlab import load_space
+
+    member = load_space("tiny").samples(1, seed=0)[0][1]
+    (tmp_path / "member.yaml").write_text(member.to_yaml())
+    with pytest.warns(DeviceMismatchWarning, match="cpu_model 'Other CPU 9000' there"):
+        Predictor([LatencyTable.read(table.path)]).score(member)
+    from archlab.cost import fingerprint as fp
+
+    fp._WARNED.clear()  # once per process: the command line is a new process
+    described = runner.invoke(app, ["describe", str(tmp_path / "member.yaml"), "--table", str(table.path)])
+    assert described.exit_code == 0 and described.stderr.startswith("warning: foreign.csv was measured on")
+    for command in (["table", "validate", str(table.path), "--samples", "2", "--seed", "9"],
+                    ["table", "calibrate", str(table.path), "--models", "2"],
+                    ["describe", "mobilediffusion", "--table", str(table.path), "--measure-missing"]):
+        refused = runner.invoke(app, command)
+        assert refused.exit_code == 2 and "measured on another machine" in refused.stderr, command
+        assert refused.stderr.count("\n") == 1

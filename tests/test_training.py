@@ -130,3 +130,23 @@ def test_bad_training_settings_name_the_field():
         read(QualityConfig, {"data": {"kind": "folder", "path": "x", "heldout": 64}, "eval": {"heldout": 512}}, "quality")
     with pytest.raises(ConfigError, match="eval_score needs the synthetic domain"):
         read(QualityConfig, {"data": {"kind": "folder", "path": "x", "heldout": 300}, "eval": {"metrics": ["eval_score"]}}, "quality")
+
+
+def test_weight_average_is_measured_resumed_and_leaves_the_trajectory_alone(tmp_path):
+    plain = _trainer(steps=6)
+    plain.train(progress=False)
+    averaged = _trainer(tmp_path, steps=6, ema=0.9, checkpoint_every=3)
+    averaged.train(steps=3, progress=False)
+    resumed = _trainer(tmp_path, steps=6, ema=0.9)
+    resumed.train(progress=False)
+    for (k, v), (_, w) in zip(plain.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.allclose(v, w, atol=1e-6), k  # the average does not change training
+    straight = _trainer(steps=6, ema=0.9)
+    straight.train(progress=False)
+    assert all(torch.allclose(straight.ema[n], resumed.ema[n], atol=1e-6) for n in straight.ema)
+    before = {k: v.clone() for k, v in resumed.model.state_dict().items()}
+    with resumed.averaged() as model:
+        name = next(iter(resumed.ema))
+        assert torch.equal(dict(model.named_parameters())[name], resumed.ema[name])
+        assert not torch.equal(dict(model.named_parameters())[name], before[name])
+    assert all(torch.equal(v, before[k]) for k, v in resumed.model.state_dict().items())  # restored

@@ -85,12 +85,24 @@ class UNet(nn.Module):
         """``skip_blocks`` names blocks (``"mid.1"``) to replace by the identity: SnapFusion's
         stochastic depth in training and its block-removal evaluation. Only blocks that
         :func:`~archlab.arch.description.removable` lists may be skipped."""
+        h = self.run(latents, timesteps, text_embeddings, pooled_text, time_ids, skip_blocks)
+        return self.conv_out(self.conv_act(self.conv_norm_out(h)))
+
+    def features(self, latents: torch.Tensor, timesteps: torch.Tensor | float | int, text_embeddings: torch.Tensor) -> torch.Tensor:
+        """The encoder's output: the feature map after the mid stage (a discriminator's trunk in one-step GAN finetuning)."""
+        return self.run(latents, timesteps, text_embeddings, through="mid")
+
+    def run(self, latents: torch.Tensor, timesteps: torch.Tensor | float | int, text_embeddings: torch.Tensor,
+            pooled_text: torch.Tensor | None = None, time_ids: torch.Tensor | None = None,
+            skip_blocks: frozenset[str] = frozenset(), through: str | None = None) -> torch.Tensor:
+        """The feature map after every block (or after stage ``through``), before the output head."""
         if not torch.is_tensor(timesteps):
             timesteps = torch.tensor([timesteps], device=latents.device)
         temb = self.embed_time(timesteps.to(latents.device), latents.shape[0], pooled_text, time_ids)
         h = self.conv_in(latents)
         skips: list[list[torch.Tensor]] = [[h]] + [[] for _ in self.description.channels[1:]]
-        for site in self.layout:
+        last = max((i for i, s in enumerate(self.layout) if s.stage == through), default=None) if through else None
+        for i, site in enumerate(self.layout):
             module = self.stages[site.stage][site.index]
             if site.push_before:
                 skips[site.level].append(h)
@@ -106,7 +118,9 @@ class UNet(nn.Module):
                 h = module(h)
             if site.push_after is not None:
                 skips[site.push_after].append(h)
-        return self.conv_out(self.conv_act(self.conv_norm_out(h)))
+            if i == last:
+                break
+        return h
 
     def block(self, stage: str, index: int) -> nn.Module:
         return self.stages[stage][index]

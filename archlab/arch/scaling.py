@@ -19,11 +19,12 @@ def _round_width(c: int, multiplier: float, quantum: int) -> int:
 
 
 def scale(desc: Description, *, width: float, resolution: int | None = None, text_dim: int | None = None,
-          quantum: int = 8) -> Description:
+          quantum: int = 8, min_head_dim: int = 0) -> Description:
     """``desc`` with channels x ``width`` (multiples of ``quantum``), at ``resolution``.
 
-    Heads keep their count where it divides the new width (else the largest count that
-    does); GroupNorm groups become the largest divisor of 32 that fits every width.
+    Heads keep their count where it divides the new width and leaves each head at least
+    ``min_head_dim`` wide (else the largest count that does); GroupNorm groups become the
+    largest divisor of 32 that fits every width.
 
     >>> from archlab import preset, count
     >>> small = scale(preset("sd15"), width=0.1, resolution=16, text_dim=32)
@@ -40,7 +41,7 @@ def scale(desc: Description, *, width: float, resolution: int | None = None, tex
         for b in stage.blocks:
             if isinstance(b, TransformerBlock):
                 heads = b.num_heads(old)
-                while new % heads:
+                while heads > 1 and (new % heads or new // heads < min_head_dim):
                     heads -= 1
                 b = dataclasses.replace(b, heads=heads, head_dim=None)
                 if abs(new * b.ff_ratio - round(new * b.ff_ratio)) > 1e-6:

@@ -7,7 +7,9 @@ on stdout.
 
 import typer
 
+from archlab.cli.common import warnings_as_lines
 from archlab.cli.describe import describe_cmd, presets_cmd
+from archlab.cli.distill import distill_cmd, gan_finetune_cmd
 from archlab.cli.evolve import evolve_cmd
 from archlab.cli.proxy import proxy_app
 from archlab.cli.results import dashboard_cmd, export_cmd, report_cmd
@@ -16,6 +18,7 @@ from archlab.cli.table import table_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Architecture search and profiling for mobile text-to-image diffusion UNets.")
+app.callback()(warnings_as_lines)
 app.command("presets")(presets_cmd)
 app.command("describe")(describe_cmd)
 app.add_typer(table_app, name="table")
@@ -25,6 +28,8 @@ app.add_typer(study_app, name="study")
 app.command("report")(report_cmd)
 app.command("dashboard")(dashboard_cmd)
 app.command("export")(export_cmd)
+app.command("distill")(distill_cmd)
+app.command("gan-finetune")(gan_finetune_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -33,6 +33,21 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def warnings_as_lines() -> None:
+    """For the command line only: archlab's own warnings as one ``warning: ...`` line on stderr."""
+    from archlab.cost.fingerprint import DeviceMismatchWarning
+
+    default = warnings.showwarning
+
+    def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DeviceMismatchWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+
+
 def quiet_optuna() -> None:
     """For the command line only: Optuna's per-trial INFO lines and the "experimental" warnings
     of heartbeats (which is what make kill -9 safe) are noise there. The library changes nothing."""

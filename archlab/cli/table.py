@@ -49,9 +49,10 @@ def build_cmd(
     threads: int = typer.Option(2, help="CPU threads the runtime may use."),
     warmup: int = typer.Option(2, help="Untimed runs before timing each block."),
     repeats: int = typer.Option(8, help="Timed runs per block (over 2 interleaved passes)."),
-    calibrate: int = typer.Option(5, help="Whole models timed to fit the overhead term (0: none)."),
+    calibrate: int = typer.Option(8, help="Whole models timed to fit the overhead term (0: none)."),
     calibration_seed: int = typer.Option(0, help="Seed for sampling the calibration models from the first space."),
     batch: int = typer.Option(1),
+    cold: bool = typer.Option(False, help="Flush the CPU caches before every timed run of a block (weights cold, as in a whole model)."),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr)."),
 ) -> None:
     """Measure every distinct block of the sources on a backend, then fit the overhead term.
@@ -65,7 +66,7 @@ def build_cmd(
 
     specs, spaces, descs = source_specs(sources, batch=batch)
     tokens = {s.text_tokens for s in specs.values()}
-    runtime = get_backend(backend, threads=threads, warmup=warmup, repeats=repeats)
+    runtime = get_backend(backend, threads=threads, warmup=warmup, repeats=repeats, cold=cold)
     try:
         table = open_for_build(str(out), runtime, dtype="float32", batch=batch, extra={"text_tokens": min(tokens), "sources": sources})
         done = measure_blocks(table, runtime, specs, show_progress=progress)
@@ -74,8 +75,7 @@ def build_cmd(
         if calibrate and (done or len(overhead.get("models", [])) != calibrate):
             models = sample_models(spaces, descs, calibrate, calibration_seed, runtime.max_params)
             fit(table, runtime, models, seed=calibration_seed, show_progress=progress)
-            o = table.overhead
-            err_console.print(f"overhead: {o.intercept_ms:.2f} ms + {o.scale:.4f} x block sum (from {calibrate} whole models)")
+            err_console.print(f"overhead: {describe_overhead(table)} (from {calibrate} whole models)")
     finally:
         runtime.close()
 
@@ -89,11 +89,17 @@ def validate_cmd(
     seed: int = typer.Option(1, help="Sampling seed; use one other than the table's calibration seed."),
     max_params: Optional[float] = typer.Option(None, help="Only sample architectures with at most this many parameters."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
-    repeats: int = typer.Option(6, help="Timed runs per architecture and pass (1 warm-up run each)."),
+    repeats: int = typer.Option(3, help="Timed runs per architecture and pass (after 1 warm-up run)."),
+    passes: int = typer.Option(2, help="Times each architecture is timed, interleaved with the others (2: test-retest)."),
+    timings: Optional[Path] = typer.Option(None, help="Store each timing here as measured; rerun to resume (default: beside --out)."),
     progress: bool = typer.Option(True),
     out: Optional[Path] = typer.Option(None, help="Also write the full result (every model) as JSON here."),
 ) -> None:
-    """Predicted vs measured end-to-end latency on sampled architectures, against a FLOPs baseline."""
+    """Predicted vs measured end-to-end latency on sampled architectures, against a FLOPs baseline and re-measurement.
+
+    Every architecture is timed twice, far apart (interleaved with the others): the
+    agreement of the two passes is the noise floor the predictor is judged against.
+    """
     from archlab.cost.measure import backend_for, sample_table_models, validate
     from archlab.cost.table import LatencyTable
 
@@ -102,9 +108,10 @@ def validate_cmd(
     if cal_seed == seed:
         raise ConfigError("seed", f"{seed} is the seed the table's overhead was fitted with; pick another")
     descs = sample_table_models(table, n=samples, seed=seed, space=space, max_params=max_params)
-    runtime = backend_for(table, warmup=1, repeats=repeats)
+    store = timings or (out.with_suffix(".timings.json") if out else None)
+    runtime = backend_for(table, warmup=1, repeats=repeats, workdir=store.with_suffix(".work") if store else None)
     try:
-        result = validate(table, runtime, descs, seed=seed, show_progress=progress)
+        result = validate(table, runtime, descs, seed=seed, timings_path=store, passes=passes, show_progress=progress)
     finally:
         runtime.close()  # also on --json and on errors
     result["seed"] = seed
@@ -113,10 +120,10 @@ def validate_cmd(
     if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=2))
         return
-    t = Table("figure", "table", "FLOPs baseline")
+    t = Table("figure", "table", "FLOPs baseline", *(["re-measurement (pass 1 vs 2)"] if passes >= 2 else []))
     for k, label in (("within_10", "within +-10%"), ("within_5", "within +-5%"), ("rmspe", "RMSPE"), ("spearman", "Spearman")):
         fmt = "{:.1%}" if k != "spearman" else "{:.3f}"
-        t.add_row(label, fmt.format(result[k]), fmt.format(result[f"flops_{k}"]))
+        t.add_row(label, fmt.format(result[k]), fmt.format(result[f"flops_{k}"]), *([fmt.format(result[f"retest_{k}"])] if passes >= 2 else []))
     out_console.print(t)
 
 
@@ -125,7 +132,7 @@ def validate_cmd(
 def calibrate_cmd(
     table_file: str = typer.Argument(..., help="A table built by `archlab table build` on this machine."),
     space: Optional[str] = typer.Option(None, help="The space to sample calibration models from; default: the table's first source."),
-    models: int = typer.Option(5, help="Whole models to time."),
+    models: int = typer.Option(8, help="Whole models to time."),
     seed: int = typer.Option(0, help="Sampling seed for the calibration models."),
     statistic: Optional[str] = typer.Option(None, help="Predict from block medians or minima (median | min); default: the table's."),
     repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
@@ -151,8 +158,49 @@ def calibrate_cmd(
         fit(table, runtime, descs, seed=seed, show_progress=progress)
     finally:
         runtime.close()
+    err_console.print(f"overhead ({table.statistic}): {describe_overhead(table)} (from {models} whole models)")
+
+
+@table_app.command("check")
+@user_errors
+def check_cmd(
+    table_file: str = typer.Argument(..., help="A table file or a shipped table's name."),
+    models: int = typer.Option(3, help="Calibration models to re-time here."),
+    repeats: int = typer.Option(4, help="Timed runs per model (after the table's warm-up runs)."),
+    as_json: bool = typer.Option(False, "--json"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Is this table true here? Compares fingerprints and re-times a few of its calibration models here (the drift)."""
+    from archlab.cost.backends import get_backend
+    from archlab.cost.measure import check
+    from archlab.cost.table import LatencyTable
+
+    table = LatencyTable.load(table_file)
+    meta = table.metadata
+    runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=repeats)
+    try:
+        result = check(table, runtime, models=models, show_progress=progress)
+    finally:
+        runtime.close()
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out_console.print(f"{table.name}: measured on {result['device_then']!r}, checked on {result['device_now']!r}")
+    for d in result["fingerprint_differences"] or ["fingerprints match"]:
+        out_console.print(f"  {d}")
+    t = Table("model", "then (ms)", "now (ms)", "drift")
+    for r in result["models"]:
+        t.add_row(r["name"], f"{r['then_ms']:.1f}", f"{r['now_ms']:.1f}", f"{r['drift']:+.1%}")
+    out_console.print(t)
+    out_console.print(f"median drift {result['median_drift']:+.1%}")
+
+
+def describe_overhead(table) -> str:
     o = table.overhead
-    err_console.print(f"overhead ({table.statistic}): {o.intercept_ms:.2f} ms + {o.scale:.4f} x block sum (from {models} whole models)")
+    kinds = " + ".join(f"{s:.3f} x {k}" for s, k in zip(o.scales, ("ResNets", "transformers", "resamplers"))) \
+        if o.form == "kinds" else f"{o.scales[0]:.4f} x block sum"
+    weights = f" + {o.per_gb_ms:.1f} ms/GB of weights" if o.per_gb_ms else ""
+    return f"{o.intercept_ms:.2f} ms + {kinds}{weights} ({o.form} form)"
 
 
 @table_app.command("show")
@@ -166,7 +214,7 @@ def show_cmd(table_file: str = typer.Argument(..., help="A table file or a shipp
     print(json.dumps(meta, indent=2))
     o = table.metadata.get("overhead")
     if o:
-        print(f"overhead: {o['intercept_ms']:.3f} ms + {o['scale']:.4f} x block sum, from {len(o.get('models', []))} whole models")
+        print(f"overhead: {describe_overhead(table)}, from {len(o.get('models', []))} whole models")
     print(f"{len(table)} blocks; " + ", ".join(f"{k}: {v}" for k, v in table.rows["kind"].value_counts().items()))
 
 

@@ -1,13 +1,16 @@
-"""Measuring: table builds (resumable), overhead calibration, and end-to-end validation.
+"""Measuring: table builds (resumable), overhead calibration, validation against re-measurement, drift checks.
 
-Blocks and whole models go through the same backend ``prepare``/``measure`` protocol, so
-a table's figures and an end-to-end run are comparable.
+Blocks and whole models go through the same backend ``prepare``/``measure`` protocol, so a
+table's figures and an end-to-end run are comparable. Every timing command refuses a table
+whose machine fingerprint is not this machine's (:mod:`archlab.cost.fingerprint`).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+import os
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -16,12 +19,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from scipy.stats import spearmanr
 
-from archlab.arch.description import Description
+from archlab.arch.description import Description, description_from_dict
 from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
+from archlab.cost.fingerprint import compare
 from archlab.cost.keys import BlockSpec
-from archlab.cost.predict import Predictor, count
-from archlab.cost.table import IDENTITY, LatencyTable, fit_overhead
+from archlab.cost.predict import DTYPE_BYTES, Predictor
+from archlab.cost.table import IDENTITY, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now
 from archlab.errors import ConfigError
 
 
@@ -32,21 +36,28 @@ def progress_bar(enabled: bool = True) -> Progress:
                     console=Console(stderr=True))
 
 
+def refuse_foreign(table: LatencyTable, backend: LatencyBackend) -> None:
+    """One line, and no timing, when ``table`` was not measured on this machine."""
+    differences = compare(table.metadata.get("fingerprint"), backend.fingerprint())
+    if differences:
+        raise ConfigError(f"{table.path}: metadata.fingerprint", f"the table was measured on another machine "
+                          f"({table.metadata.get('device')!r}): {'; '.join(differences)}; build a table here instead")
+
+
 def open_for_build(path: str, backend: LatencyBackend, *, dtype: str, batch: int, extra: dict[str, Any]) -> LatencyTable:
-    """The table at ``path`` if its settings match the backend's (resume), else a new one."""
-    meta = {**backend.metadata(), "dtype": dtype, "batch": batch, **extra}
+    """The table at ``path`` if its settings and machine match the backend's (resume), else a new one."""
+    meta = {**backend.metadata(), "dtype": dtype, "batch": batch, "statistic": "min", **extra}
     try:
         table = LatencyTable.read(path)
     except ConfigError:
-        from pathlib import Path
-
         if Path(path).exists():
             raise
         return LatencyTable.create(path, meta)
     for key in IDENTITY:
-        if table.metadata.get(key) != meta.get(key):
+        if table.metadata.get(key, False if key == "cold" else None) != meta.get(key):
             raise ConfigError(f"{path}: metadata.{key}", f"the file says {table.metadata.get(key)!r}, this build {meta.get(key)!r}; "
                               "write to another file to measure with other settings")
+    refuse_foreign(table, backend)
     sources = list(dict.fromkeys([*table.metadata.get("sources", []), *extra.get("sources", [])]))
     if sources != table.metadata.get("sources"):
         table.metadata["sources"] = sources  # what the rows were measured for, over every build
@@ -72,14 +83,15 @@ def sample_table_models(table: LatencyTable, *, n: int, seed: int, space: str | 
     """``n`` whole models (to calibrate or validate on) sampled from the table's own space unless
     ``space`` is given, within the runtime's size limit; checked to be predictable from the
     table before anything is timed."""
-    from archlab.cost.table import MissingBlocks
+    from archlab.cost.backends import BACKENDS
 
     sampled = table_space(table, space)
-    limits = [x for x in (max_params, table_backend_limit(table)) if x is not None]
+    runtime = BACKENDS.get(str(table.metadata.get("runtime")))
+    limits = [x for x in (max_params, runtime.max_params if runtime else None) if x is not None]
     if limits:
         sampled = sampled.with_constraints(max_params=min(limits))
     descs = [d for _, d in sampled.samples(n, seed)]
-    predictor = Predictor([table])
+    predictor = Predictor([table], check_device=False)
     missing: dict[str, None] = {}
     for d in descs:
         missing.update(dict.fromkeys(predictor.missing(d).get(table.label, {})))
@@ -88,28 +100,24 @@ def sample_table_models(table: LatencyTable, *, n: int, seed: int, space: str | 
     return descs
 
 
-def table_backend_limit(table: LatencyTable) -> int | None:
-    from archlab.cost.backends import BACKENDS
-
-    backend = BACKENDS.get(str(table.metadata.get("runtime")))
-    return backend.max_params if backend is not None else None
-
-
-def backend_for(table: LatencyTable, *, warmup: int, repeats: int) -> LatencyBackend:
-    """The table's own backend and thread count, refusing a machine other than the one it names."""
+def backend_for(table: LatencyTable, *, warmup: int, repeats: int, workdir: str | Path | None = None) -> LatencyBackend:
+    """The table's own backend, threads and cache setting, refusing a machine other than the one it was measured on."""
     from archlab.cost.backends import get_backend
 
     meta = table.metadata
-    backend = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=warmup, repeats=repeats)
-    if backend.device_name() != meta["device"]:
-        raise ConfigError(f"{table.path}: metadata.device",
-                          f"the table was measured on {meta['device']!r}, this machine is {backend.device_name()!r}")
+    backend = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=warmup, repeats=repeats,
+                          cold=bool(meta.get("cold", False)), workdir=workdir)
+    try:
+        refuse_foreign(table, backend)
+    except ConfigError:
+        backend.close()
+        raise
     return backend
 
 
 def measure_missing(table: LatencyTable, desc: Description, *, show_progress: bool = True) -> int:
     """Time the blocks of ``desc`` the table lacks, now, on the table's own backend, and add them."""
-    specs = Predictor([table]).missing(desc).get(table.label, {})
+    specs = Predictor([table], check_device=False).missing(desc).get(table.label, {})
     if not specs:
         return 0
     backend = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=int(table.metadata["repeats"]))
@@ -152,59 +160,117 @@ def measure_blocks(table: LatencyTable, backend: LatencyBackend, specs: dict[str
     return len(todo)
 
 
-@dataclass
-class ModelTiming:
-    desc: Description
-    timing: Timing
-    block_sum_ms: float
-    predicted_ms: float
-    gflops: float
+# ---------------------------------------------------------------------- whole models
 
 
-def time_models(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, rounds: int = 2,
-                seed: int = 0, show_progress: bool = True, label: str = "models") -> list[ModelTiming]:
-    """End-to-end timings, interleaved: ``rounds`` passes over the models in shuffled order,
-    each pass the backend's warm-up runs then ``repeats / rounds`` timed runs; the median over
-    all passes."""
-    rng = np.random.default_rng(seed)
-    per_round = max(1, math.ceil(backend.repeats / rounds))
-    samples: list[list[float]] = [[] for _ in descs]
-    with progress_bar(show_progress) as progress:
-        task = progress.add_task(f"{backend.name}: {label}", total=rounds * len(descs), current="")
-        for _ in range(rounds):
-            for i in rng.permutation(len(descs)):
-                desc = descs[int(i)]
-                progress.update(task, current=desc.name)
-                model, inputs = model_and_inputs(desc, batch=int(table.metadata["batch"]))
-                timing = backend.measure(backend.prepare(model, inputs, name=f"model-{desc.name}"), repeats=per_round)
-                samples[int(i)].extend(timing.samples_ms)
-                del model
-                progress.advance(task)
-    out = []
-    predictor = Predictor([table])
-    for desc, s in zip(descs, samples):
-        pred = predictor.breakdown(desc)
-        out.append(ModelTiming(desc, Timing.from_samples(s), pred.block_sum_ms[table.label], pred.latency_ms[table.label], pred.gflops))
-    return out
+def time_model(backend: LatencyBackend, desc: Description, *, batch: int, repeats: int) -> Timing:
+    """One end-to-end timing of ``desc``: prepare (build, convert), the backend's warm-up, ``repeats`` timed runs."""
+    model, inputs = model_and_inputs(desc, batch=batch)
+    try:
+        return backend.measure(backend.prepare(model, inputs, name=f"model-{desc.name}"), repeats=repeats)
+    finally:
+        del model
 
 
-def measured(timing: Timing, statistic: str) -> float:
+def measured(timing: Timing | dict[str, float], statistic: str) -> float:
+    if isinstance(timing, dict):
+        return timing["min_ms"] if statistic == "min" else timing["median_ms"]
     return timing.min_ms if statistic == "min" else timing.median_ms
 
 
+class ModelTimings:
+    """End-to-end timings of whole models, several passes each, stored (JSON) as each is measured.
+
+    Passes are interleaved: pass 1 over every model in one shuffled order, then pass 2 in
+    another, so a model's two timings lie far apart in time, with the others between them.
+    Rerunning with the same file measures only what is missing.
+    """
+
+    def __init__(self, path: str | Path | None, backend: LatencyBackend, descs: Sequence[Description], *, batch: int):
+        self.path = Path(path) if path else None
+        self.backend, self.descs, self.batch = backend, list(descs), batch
+        self.data: dict[str, Any] = {"runtime": backend.name, "device": backend.device_name(), "fingerprint": backend.fingerprint(),
+                                     "models": {}}
+        if self.path is not None and self.path.exists():
+            stored = json.loads(self.path.read_text())
+            differences = compare(stored.get("fingerprint"), backend.fingerprint())
+            if stored.get("runtime") != backend.name or differences:
+                raise ConfigError(str(self.path), f"holds timings of another runtime or machine ({'; '.join(differences) or stored.get('runtime')}); "
+                                  "use another file")
+            self.data = stored
+        for d in self.descs:
+            entry = self.data["models"].setdefault(d.name, {"description": d.to_dict(), "passes": []})
+            if description_from_dict(entry["description"]) != d:
+                raise ConfigError(str(self.path), f"holds another model called {d.name}; use another file")
+
+    def run(self, *, passes: int, repeats: int, seed: int, show_progress: bool = True, label: str = "models") -> None:
+        rng = np.random.default_rng(seed)
+        orders = [rng.permutation(len(self.descs)) for _ in range(passes)]
+        todo = sum(max(0, passes - len(self.data["models"][d.name]["passes"])) for d in self.descs)
+        with progress_bar(show_progress) as progress:
+            task = progress.add_task(f"{self.backend.name}: {label}", total=passes * len(self.descs),
+                                     completed=passes * len(self.descs) - todo, current="")
+            for p, order in enumerate(orders):
+                for i in order:
+                    desc = self.descs[int(i)]
+                    entry = self.data["models"][desc.name]
+                    if len(entry["passes"]) > p:
+                        continue
+                    progress.update(task, current=f"pass {p + 1}/{passes} {desc.name}")
+                    t = time_model(self.backend, desc, batch=self.batch, repeats=repeats)
+                    entry["passes"].append({"min_ms": round(t.min_ms, 3), "median_ms": round(t.median_ms, 3),
+                                            "samples_ms": [round(x, 3) for x in t.samples_ms], "measured_at": now()})
+                    self.save()
+                    progress.advance(task)
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+    def passes(self, desc: Description) -> list[dict[str, float]]:
+        return self.data["models"][desc.name]["passes"]
+
+    def truth(self, desc: Description, statistic: str) -> float:
+        """The model's time over every pass: the fastest run (``min``) or the median of all runs."""
+        runs = self.passes(desc)
+        if statistic == "min":
+            return min(r["min_ms"] for r in runs)
+        return float(np.median([x for r in runs for x in r["samples_ms"]]))
+
+
+def fit_points(table: LatencyTable, descs: Sequence[Description], truths: Sequence[float]) -> list[FitPoint]:
+    predictor = Predictor([table], check_device=False)
+    bytes_per = DTYPE_BYTES.get(str(table.metadata["dtype"]), 4)
+    out = []
+    for d, t in zip(descs, truths):
+        c = predictor.breakdown(d)
+        out.append(FitPoint(c.kind_sums_ms[table.label], c.params * bytes_per / 1e9, t))
+    return out
+
+
 def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
-              show_progress: bool = True) -> None:
-    """Fit the table's overhead term from whole-model timings and store it with its data."""
-    table.metadata.pop("overhead", None)  # block sums first, without the old fit
-    timings = time_models(table, backend, descs, seed=seed, show_progress=show_progress, label="calibration models")
+              show_progress: bool = True, passes: int = 2) -> None:
+    """Fit the table's overhead term from whole-model timings; store the fit, its choice and its models."""
+    timings = ModelTimings(None, backend, descs, batch=int(table.metadata["batch"]))
+    timings.run(passes=passes, repeats=max(1, math.ceil(backend.repeats / passes)), seed=seed, show_progress=show_progress,
+                label="calibration models")
     stat = table.statistic
-    overhead = fit_overhead((t.block_sum_ms, measured(t.timing, stat)) for t in timings)
+    truths = [timings.truth(d, stat) for d in descs]
+    points = fit_points(table, descs, truths)
+    overhead, loo = fit_overhead(points)
+    predictor = Predictor([table], check_device=False)
     table.metadata["overhead"] = {
-        "intercept_ms": overhead.intercept_ms, "scale": overhead.scale, "seed": seed, "statistic": stat,
-        "fitted": f"least squares, measured ({stat}) = intercept + scale x block sum ({stat}s)",
-        "models": [{"name": t.desc.name, "block_sum_ms": round(t.block_sum_ms, 3), "measured_ms": round(measured(t.timing, stat), 3),
-                    "median_ms": round(t.timing.median_ms, 3), "min_ms": round(t.timing.min_ms, 3),
-                    "gflops": round(t.gflops, 3)} for t in timings],
+        **overhead.to_metadata(), "seed": seed, "statistic": stat,
+        "fitted": f"least squares on relative errors, measured ({stat}) = intercept + scales x block {stat}s by kind "
+                  "[+ per_gb x weight GB]; the form with the lowest leave-one-out RMSPE (the simpler within 5%)",
+        "leave_one_out_rmspe": loo,
+        "models": [{"name": d.name, "block_sum_ms": round(sum(p.kind_sums), 3), "weight_gb": round(p.weight_gb, 4),
+                    "measured_ms": round(t, 3), "gflops": round(predictor.score(d).gflops, 3), "description": d.to_dict()}
+                   for d, p, t in zip(descs, points, truths)],
     }
     table.save()
 
@@ -221,32 +287,66 @@ def accuracy(predicted: Iterable[float], measured: Iterable[float]) -> dict[str,
     }
 
 
-def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
-             show_progress: bool = True) -> dict[str, Any]:
-    """Predicted vs measured end to end, for the table and for a FLOPs-only baseline.
-
-    The baseline is ``latency = a + b x GFLOPs`` fitted on the same calibration models the
-    table's overhead was fitted on, so both methods get the same whole-model data.
-    """
+def flops_baseline(table: LatencyTable) -> tuple[float, float]:
+    """``latency = a + b x GFLOPs`` fitted (relative least squares) on the table's calibration models."""
     calib = (table.metadata.get("overhead") or {}).get("models") or []
     if len(calib) < 2:
-        raise ConfigError(f"{table.path}: metadata.overhead", "needs at least 2 calibration models; run `archlab table build` with --calibrate 2 or more")
-    b, a = np.polyfit([c["gflops"] for c in calib], [c["measured_ms"] for c in calib], 1)
-    timings = time_models(table, backend, descs, seed=seed, show_progress=show_progress, label="validation models")
+        raise ConfigError(f"{table.path}: metadata.overhead", "needs at least 2 calibration models; run `archlab table calibrate`")
+    x = np.array([[1.0, c["gflops"]] for c in calib])
+    y = np.array([c["measured_ms"] for c in calib])
+    (a, b), *_ = np.linalg.lstsq(x / y[:, None], np.ones(len(y)), rcond=None)
+    return float(a), float(b)
+
+
+def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
+             timings_path: str | Path | None = None, passes: int = 2, show_progress: bool = True) -> dict[str, Any]:
+    """Predicted vs measured end to end for the table, a FLOPs-only baseline, and re-measurement.
+
+    Every model is timed ``passes`` times, interleaved with the others (stored in
+    ``timings_path`` as measured, so an interrupted validation resumes). The truth is each
+    model's time over all passes; the test-retest figures compare pass 1 with pass 2: the
+    noise floor no predictor can beat. The FLOPs baseline is fitted on the same calibration
+    models as the table's overhead term.
+    """
+    a, b = flops_baseline(table)
+    timings = ModelTimings(timings_path, backend, descs, batch=int(table.metadata["batch"]))
+    timings.run(passes=passes, repeats=backend.repeats, seed=seed, show_progress=show_progress, label="validation models")
     stat = table.statistic
-    truth = [measured(t.timing, stat) for t in timings]
-    ours = accuracy([t.predicted_ms for t in timings], truth)
-    flops = accuracy([a + b * t.gflops for t in timings], truth)
-    return {
-        **ours,
-        **{f"flops_{k}": v for k, v in flops.items()},
-        "samples": len(timings),
-        "statistic": stat,
-        "table": str(table.path),
-        "backend": backend.name,
-        "device": backend.device_name(),
-        "models": [{"name": t.desc.name, "measured_ms": round(measured(t.timing, stat), 3), "median_ms": round(t.timing.median_ms, 3),
-                    "min_ms": round(t.timing.min_ms, 3), "spread_ms": round(t.timing.spread_ms, 3),
-                    "predicted_ms": round(t.predicted_ms, 3), "flops_predicted_ms": round(a + b * t.gflops, 3),
-                    "gflops": round(t.gflops, 3), "params": count(t.desc).params} for t in timings],
-    }
+    predictor = Predictor([table], check_device=False)
+    rows = []
+    for d in descs:
+        c = predictor.breakdown(d)
+        runs = timings.passes(d)
+        rows.append({"name": d.name, "measured_ms": round(timings.truth(d, stat), 3),
+                     "passes_ms": [round(measured(r, stat), 3) for r in runs], "predicted_ms": round(c.latency_ms[table.label], 3),
+                     "flops_predicted_ms": round(a + b * c.gflops, 3), "gflops": round(c.gflops, 3), "params": c.params})
+    truth = [r["measured_ms"] for r in rows]
+    result = {**accuracy([r["predicted_ms"] for r in rows], truth),
+              **{f"flops_{k}": v for k, v in accuracy([r["flops_predicted_ms"] for r in rows], truth).items()}}
+    if passes >= 2:
+        retest = accuracy([r["passes_ms"][0] for r in rows], [r["passes_ms"][1] for r in rows])
+        result.update({f"retest_{k}": v for k, v in retest.items()})
+        result["rmspe_over_retest"] = result["rmspe"] / retest["rmspe"] if retest["rmspe"] else float("inf")
+    result.update({"samples": len(rows), "passes": passes, "statistic": stat, "overhead_form": table.overhead.form,
+                   "table": str(table.path), "backend": backend.name, "device": backend.device_name(), "models": rows})
+    return result
+
+
+def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, show_progress: bool = True) -> dict[str, Any]:
+    """Re-time up to ``models`` of the table's calibration models here; their drift from then to now."""
+    calib = (table.metadata.get("overhead") or {}).get("models") or []
+    stored = [c for c in calib if "description" in c][:models]
+    if not stored:
+        raise ConfigError(f"{table.path}: metadata.overhead.models", "hold no descriptions to re-time (run `archlab table calibrate` first)")
+    descs = [description_from_dict(c["description"]) for c in stored]
+    timings = ModelTimings(None, backend, descs, batch=int(table.metadata["batch"]))
+    timings.run(passes=1, repeats=backend.repeats, seed=0, show_progress=show_progress, label="check models")
+    stat = table.statistic
+    rows = []
+    for c, d in zip(stored, descs):
+        now_ms = timings.truth(d, stat)
+        rows.append({"name": d.name, "then_ms": c["measured_ms"], "now_ms": round(now_ms, 3),
+                     "drift": round(now_ms / c["measured_ms"] - 1, 4)})
+    return {"table": str(table.path), "device_then": table.metadata.get("device"), "device_now": backend.device_name(),
+            "fingerprint_differences": compare(table.metadata.get("fingerprint"), backend.fingerprint()),
+            "median_drift": float(np.median([r["drift"] for r in rows])), "models": rows}

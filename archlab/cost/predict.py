@@ -24,7 +24,10 @@ from typing import Iterable
 from archlab.arch.description import Description, PlacedStage, ResnetBlock, Site, TransformerBlock, layout
 from archlab.cost.counting import Cost, site_cost, stem_cost
 from archlab.cost.keys import BlockSpec, spec_of
-from archlab.cost.table import LatencyTable, MissingBlocks
+from archlab.cost.fingerprint import warn_if_foreign
+from archlab.cost.table import LatencyTable, MissingBlocks, latency_kind
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 LATENCY = "latency_ms"
 
@@ -73,6 +76,7 @@ class ModelCount:
     cross_attention: int
     latency_ms: dict[str, float] = field(default_factory=dict)  # table label -> predicted ms
     block_sum_ms: dict[str, float] = field(default_factory=dict)  # table label -> sum of block figures
+    kind_sums_ms: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # ... by ResNet, transformer, resampler
 
     @property
     def gflops(self) -> float:
@@ -87,12 +91,16 @@ class Predictor:
     missing key of the description.
     """
 
-    def __init__(self, tables: Iterable[LatencyTable] = (), *, batch: int = 1):
+    def __init__(self, tables: Iterable[LatencyTable] = (), *, batch: int = 1, check_device: bool = True):
         self.tables = tuple(tables)
         self.batch = batch
         self._table_keys = [(int(t.metadata["batch"]), str(t.metadata["dtype"])) for t in self.tables]
         self._overheads = [t.overhead for t in self.tables]
-        # (time_dim, text_dim, tokens, groups) -> placed stage -> (params, flops, (ms per table))
+        self._bytes = [DTYPE_BYTES.get(dtype, 4) for _, dtype in self._table_keys]
+        if check_device:
+            for t in self.tables:  # a table from another machine predicts that machine, not this one: say so once
+                warn_if_foreign(t.name, t.metadata)
+        # (time_dim, text_dim, tokens, groups) -> placed stage -> (params, flops, (ms per table and kind))
         self._stages: dict[tuple[int, int, int, int], dict[PlacedStage, tuple[int, int, tuple[float, ...]]]] = {}
         self._stems: dict[tuple, Cost] = {}
 
@@ -106,7 +114,7 @@ class Predictor:
             cache = self._stages[ctx] = {}
         stem = self._stem(desc, desc.resolution)
         params, flops = stem.params, stem.flops
-        sums = [0.0] * len(self.tables)
+        sums = [0.0] * (3 * len(self.tables))  # per table: ResNet, transformer and resampler figures
         for placed in layout(desc).stages:
             hit = cache.get(placed)
             if hit is None:
@@ -115,7 +123,8 @@ class Predictor:
             flops += hit[1]
             for i, ms in enumerate(hit[2]):
                 sums[i] += ms
-        return Score(params, flops, {t.label: o.apply(s) for t, o, s in zip(self.tables, self._overheads, sums)})
+        return Score(params, flops, {t.label: o.apply(sums[3 * i:3 * i + 3], params * b / 1e9)
+                                     for i, (t, o, b) in enumerate(zip(self.tables, self._overheads, self._bytes))})
 
     def _stem(self, desc: Description, resolution: int) -> Cost:
         key = (desc.in_channels, desc.out_channels, desc.channels[0], desc.time_embed_dim, desc.addition, resolution)
@@ -126,14 +135,15 @@ class Predictor:
 
     def _stage_cost(self, placed: PlacedStage, desc: Description) -> tuple[int, int, tuple[float, ...]]:
         params = flops = 0
-        sums = [0.0] * len(self.tables)
+        sums = [0.0] * (3 * len(self.tables))
         for site in placed.sites:
             cost = site_cost(site, time_dim=desc.time_embed_dim, text_dim=desc.text_dim, text_tokens=desc.text_tokens,
                              batch=self.batch)
             params += cost.params
             flops += cost.flops
+            kind = latency_kind(site.block.kind)
             for i, ms in enumerate(self._block_ms(site, desc)):
-                sums[i] += ms
+                sums[3 * i + kind] += ms
         return params, flops, tuple(sums)
 
     def _block_ms(self, site: Site, desc: Description) -> list[float]:
@@ -160,15 +170,20 @@ class Predictor:
         total = stem
         for b in blocks:
             total += b.cost
-        sums = {t.label: sum(b.ms[t.label] for b in blocks) for t in self.tables}
+        kind_sums = {t.label: [0.0, 0.0, 0.0] for t in self.tables}
+        for b in blocks:
+            for label, ms in b.ms.items():
+                kind_sums[label][latency_kind(b.site.block.kind)] += ms
         transformers = [b.site.block for b in blocks if isinstance(b.site.block, TransformerBlock)]
         return ModelCount(
             params=total.params, flops=total.flops, stem=stem, blocks=tuple(blocks),
             conv_blocks=sum(isinstance(b.site.block, ResnetBlock) for b in blocks),
             self_attention=sum(t.layers for t in transformers if t.self_attention),
             cross_attention=sum(t.layers for t in transformers if t.cross_attention),
-            latency_ms={t.label: o.apply(sums[t.label]) for t, o in zip(self.tables, self._overheads)},
-            block_sum_ms=sums,
+            latency_ms={t.label: o.apply(kind_sums[t.label], total.params * b / 1e9)
+                        for t, o, b in zip(self.tables, self._overheads, self._bytes)},
+            block_sum_ms={label: sum(v) for label, v in kind_sums.items()},
+            kind_sums_ms={label: tuple(v) for label, v in kind_sums.items()},
         )
 
     def missing(self, desc: Description) -> dict[str, dict[str, BlockSpec]]:

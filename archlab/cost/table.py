@@ -36,7 +36,7 @@ FORMAT = "archlab-latency-table/1"
 COLUMNS = ["key", "kind", "median_ms", "spread_ms", "min_ms", "repeats", "measured_at"]
 REQUIRED_METADATA = ("format", "device", "runtime", "runtime_version", "threads", "dtype", "batch", "warmup", "repeats", "created")
 # the settings a resumed build must share with the file it appends to
-IDENTITY = ("device", "runtime", "threads", "dtype", "batch")
+IDENTITY = ("device", "runtime", "threads", "dtype", "batch", "cold")
 STATISTICS = ("median", "min")
 
 
@@ -54,13 +54,46 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+# block kinds the overhead term may scale apart (resamplers: downsample and upsample)
+LATENCY_KINDS = ("resnet", "transformer", "resample")
+FIT_FORMS = ("sum", "weights", "kinds")
+
+
+def latency_kind(block_kind: str) -> int:
+    """The index of a block kind in :data:`LATENCY_KINDS`."""
+    return 0 if block_kind == "resnet" else 1 if block_kind == "transformer" else 2
+
+
 @dataclass(frozen=True)
 class Overhead:
-    intercept_ms: float = 0.0
-    scale: float = 1.0
+    """``predicted = intercept + sum over kinds of scale_k x block figures_k + per_gb x weight GB``.
 
-    def apply(self, block_sum_ms: float) -> float:
-        return self.intercept_ms + self.scale * block_sum_ms
+    The ``sum`` form has one scale for every kind and no weight term; ``weights`` adds the
+    weight-bytes term (a whole model streams its weights from memory, a block timed alone
+    may keep them in cache); ``kinds`` scales ResNets, transformers and resamplers apart.
+    """
+
+    intercept_ms: float = 0.0
+    scales: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    per_gb_ms: float = 0.0
+    form: str = "sum"
+
+    def apply(self, kind_sums: tuple[float, ...] | list[float], weight_gb: float = 0.0) -> float:
+        r, t, x = kind_sums
+        s = self.scales
+        return self.intercept_ms + s[0] * r + s[1] * t + s[2] * x + self.per_gb_ms * weight_gb
+
+    @classmethod
+    def from_metadata(cls, o: Mapping[str, Any] | None) -> "Overhead":
+        if not o:
+            return cls()
+        scales = o.get("scales")
+        scales = tuple(float(scales[k]) for k in LATENCY_KINDS) if scales else (float(o.get("scale", 1.0)),) * 3
+        return cls(float(o.get("intercept_ms", 0.0)), scales, float(o.get("per_gb_ms", 0.0)), str(o.get("form", "sum")))
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {"form": self.form, "intercept_ms": self.intercept_ms, "scale": self.scales[0],
+                "scales": dict(zip(LATENCY_KINDS, self.scales)), "per_gb_ms": self.per_gb_ms}
 
 
 class LatencyTable:
@@ -171,8 +204,7 @@ class LatencyTable:
 
     @property
     def overhead(self) -> Overhead:
-        o = self.metadata.get("overhead") or {}
-        return Overhead(float(o.get("intercept_ms", 0.0)), float(o.get("scale", 1.0)))
+        return Overhead.from_metadata(self.metadata.get("overhead"))
 
     @property
     def name(self) -> str:
@@ -199,16 +231,59 @@ def _check_metadata(meta: Any, where: str) -> None:
         raise ConfigError(f"{where}: metadata.statistic", f"{meta['statistic']!r} is not one of {', '.join(STATISTICS)}")
 
 
-def fit_overhead(points: Iterable[tuple[float, float]]) -> Overhead:
-    """Least-squares ``measured = intercept + scale x block_sum`` over (block_sum, measured) pairs.
+@dataclass(frozen=True)
+class FitPoint:
+    """A whole model timed for the overhead fit: its block figures by kind, weight GB and time."""
 
-    With one point, or points too close to fit a slope, only the intercept is fitted.
+    kind_sums: tuple[float, float, float]
+    weight_gb: float
+    measured_ms: float
+
+
+def _design(points: list[FitPoint], form: str) -> np.ndarray:
+    rows = []
+    for p in points:
+        total = sum(p.kind_sums)
+        rows.append([1.0, total] if form == "sum" else [1.0, total, p.weight_gb] if form == "weights" else [1.0, *p.kind_sums])
+    return np.array(rows)
+
+
+def _solve(points: list[FitPoint], form: str) -> Overhead:
+    """Least squares on relative errors (each row divided by its measured time): RMSPE is what counts."""
+    x, y = _design(points, form), np.array([p.measured_ms for p in points])
+    coef, *_ = np.linalg.lstsq(x / y[:, None], np.ones(len(y)), rcond=None)
+    if form == "sum":
+        return Overhead(float(coef[0]), (float(coef[1]),) * 3, 0.0, form)
+    if form == "weights":
+        return Overhead(float(coef[0]), (float(coef[1]),) * 3, float(coef[2]), form)
+    return Overhead(float(coef[0]), (float(coef[1]), float(coef[2]), float(coef[3])), 0.0, form)
+
+
+def _loo_rmspe(points: list[FitPoint], form: str) -> float:
+    errors = []
+    for i, p in enumerate(points):
+        o = _solve(points[:i] + points[i + 1:], form)
+        errors.append((o.apply(p.kind_sums, p.weight_gb) - p.measured_ms) / p.measured_ms)
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
+def fit_overhead(points: Iterable[FitPoint], forms: Iterable[str] = FIT_FORMS) -> tuple[Overhead, dict[str, float]]:
+    """The overhead term, and each candidate form's leave-one-out RMSPE on the calibration models.
+
+    Each form is fitted by least squares on relative errors; the one predicting the left-out
+    models best wins, the simpler one when within 5% of it. A form is only tried with at
+    least two more models than it has terms; with fewer than three models only the
+    intercept is fitted (scale 1).
     """
-    pts = np.array(list(points), dtype=float)
-    if len(pts) == 0:
-        return Overhead()
-    x, y = pts[:, 0], pts[:, 1]
-    if len(pts) >= 3 and np.ptp(x) > 0.2 * np.mean(x):
-        scale, intercept = np.polyfit(x, y, 1)
-        return Overhead(float(intercept), float(scale))
-    return Overhead(float(np.mean(y - x)), 1.0)
+    pts = list(points)
+    if not pts:
+        return Overhead(), {}
+    if len(pts) < 3 or np.ptp([sum(p.kind_sums) for p in pts]) <= 0.2 * np.mean([sum(p.kind_sums) for p in pts]):
+        return Overhead(float(np.mean([p.measured_ms - sum(p.kind_sums) for p in pts])), form="intercept"), {}
+    terms = {"sum": 2, "weights": 3, "kinds": 4}
+    loo = {f: _loo_rmspe(pts, f) for f in forms if len(pts) >= terms[f] + 2}
+    if not loo:
+        return _solve(pts, "sum"), {}
+    best = min(loo.values())
+    chosen = next(f for f in FIT_FORMS if f in loo and loo[f] <= best * 1.05)
+    return _solve(pts, chosen), loo

@@ -87,9 +87,13 @@ class ProxyConfig:
     width: float = 0.0625  # channel multiplier: 320 -> 24 (multiples of 8), 1024 -> 64; 1: full width
     # the proxy's input side: pixels on the synthetic domain, latents with a VAE; null: the description's own
     resolution: int | None = 16
+    # heads keep their count unless that leaves them narrower than this (1/16 width would make 4-wide heads,
+    # whose attention kernels cost a third of a CPU step); 0: keep every head count that divides the width
+    min_head_dim: int = 16
 
     def __post_init__(self) -> None:
         require(0 < self.width <= 1, "width", f"{self.width} must be in (0, 1]")
+        require(self.min_head_dim >= 0, "min_head_dim", f"{self.min_head_dim} must be >= 0")
         require(self.resolution is None or self.resolution >= 4, "resolution", f"{self.resolution} must be at least 4")
 
 
@@ -107,6 +111,9 @@ class TrainConfig:
     threads: int = 2  # CPU threads for training and evaluation
     checkpoint_every: int = 100  # steps between safetensors checkpoints (when an output folder is given)
     time_budget_s: float | None = None  # stop early when this much wall time has passed
+    # an exponential moving average of the weights is what gets measured (0: the last weights). It damps the
+    # last steps' noise without changing the trajectory, so a short run is still a long run's checkpoint.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "threads", "checkpoint_every"):
@@ -115,6 +122,7 @@ class TrainConfig:
         require(self.warmup_steps >= 0, "warmup_steps", f"{self.warmup_steps} must be >= 0")
         require(0 <= self.guidance_dropout < 1, "guidance_dropout", f"{self.guidance_dropout} must be in [0, 1)")
         require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", f"{self.time_budget_s} must be positive")
+        require(0 <= self.ema < 1, "ema", f"{self.ema} must be in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from archlab.quality.metrics import (
 )
 from archlab.quality.proxy import proxy_description
 from archlab.quality.text import OpenCLIP, OpenCLIPTextEncoder, SmallTextEncoder, vocabulary
-from archlab.quality.train import ProxyModel, Trainer, TrainResult
+from archlab.quality.train import ProxyModel, Trainer, TrainResult, read_trained, save_trained
 
 
 def resolve_device(name: str) -> str:
@@ -175,6 +175,29 @@ class QualityPipeline:
             return ProxyModel(text_encoder=self.text_encoder(), unet=unet).to(self.device)
         return ProxyModel(self.proxy(desc), text_encoder=self.text_encoder()).to(self.device)
 
+    def load_trained(self, path: str | Path) -> ProxyModel:
+        """A trained model file (see :func:`~archlab.quality.train.save_trained`) with its text encoder:
+        the trained small one it holds, else this pipeline's frozen OpenCLIP tower."""
+        trained = read_trained(path)
+        desc, tensors = trained.description, trained.tensors
+        text_state = {k[5:]: v for k, v in tensors.items() if k.startswith("text.")}
+        if text_state:
+            text: torch.nn.Module = SmallTextEncoder.from_state(text_state)
+        elif self.cfg.text.encoder == "openclip":
+            text = self.text_encoder()
+        else:
+            raise ConfigError(str(path), "holds no text encoder weights: give quality.text.encoder openclip (the tower it was "
+                              "trained with)")
+        model = ProxyModel(desc, text_encoder=text)
+        result = model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("text.") or text_state}, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            bad = (result.missing_keys or result.unexpected_keys)[0]
+            raise ConfigError(str(path), f"does not fit its description: {bad} is {'missing' if result.missing_keys else 'extra'}")
+        if (desc.in_channels, desc.text_dim) != (self.channels, model.text.width):
+            raise ConfigError(str(path), f"takes {desc.in_channels} channels and {desc.text_dim}-d text; the data gives "
+                              f"{self.channels} and the text encoder {model.text.width}")
+        return model.to(self.device)
+
     def trainer(self, model: ProxyModel, *, block_drop: float = 0.0, out_dir: str | Path | None = None,
                 train: TrainConfig | None = None, data: CaptionedImages | None = None) -> Trainer:
         split_ = self.data(model.description.resolution)
@@ -192,9 +215,13 @@ class QualityPipeline:
         check_metrics(self.cfg, names)
         return names
 
-    def evaluate(self, model: ProxyModel, *, metrics: Sequence[str] | None = None,
-                 skip_blocks: frozenset[str] = frozenset()) -> tuple[dict[str, Estimate], dict[str, np.ndarray]]:
-        """Estimates of ``metrics`` and, for the per-item ones, every item's value (for paired comparisons)."""
+    def evaluate(self, model: ProxyModel, *, metrics: Sequence[str] | None = None, skip_blocks: frozenset[str] = frozenset(),
+                 sampling_steps: int | None = None, guidance: float | None = None
+                 ) -> tuple[dict[str, Estimate], dict[str, np.ndarray]]:
+        """Estimates of ``metrics`` and, for the per-item ones, every item's value (for paired comparisons).
+
+        ``sampling_steps`` and ``guidance`` override the evaluation's DDIM steps and CFG scale
+        (few-step students are measured at their own step count)."""
         names = self.metrics(metrics)
         e, t = self.cfg.eval, self.cfg.train
         s = self.data(model.description.resolution)
@@ -213,7 +240,7 @@ class QualityPipeline:
         if set(SAMPLED_METRICS) & set(names):
             captions = [c for _, c in s.items[:e.samples]]
             x = sample(model, captions, schedule=t.schedule, prediction=t.prediction, cfg=e, skip_blocks=skip_blocks,
-                       clip=None if self.cfg.data.vae else 1.0, precision=self.precision)
+                       clip=None if self.cfg.data.vae else 1.0, precision=self.precision, steps=sampling_steps, guidance=guidance)
             pixels01 = s.held.decode(x) if self.cfg.data.vae else (x + 1) / 2
             images = to_uint8(pixels01 * 2 - 1)
             if "eval_score" in names:
@@ -243,9 +270,13 @@ class QualityPipeline:
         """Train ``desc``'s proxy (on ``train_data`` instead of the training split, for controls) and measure it."""
         model = self.model(desc, seed=seed)
         train_cfg = self.cfg.train if seed is None else _with_seed(self.cfg.train, seed)
-        result = self.trainer(model, out_dir=out_dir, train=train_cfg, data=train_data).train(progress=progress)
+        trainer = self.trainer(model, out_dir=out_dir, train=train_cfg, data=train_data)
+        result = trainer.train(progress=progress)
         start = time.perf_counter()
-        estimates, _ = self.evaluate(model, metrics=metrics)
+        with trainer.averaged():  # the weight average when train.ema is on
+            estimates, _ = self.evaluate(model, metrics=metrics)
+            if out_dir is not None:
+                save_trained(model, Path(out_dir) / "model.safetensors", quality=self.cfg)
         return Judgement(model.description, estimates, result, time.perf_counter() - start, model if keep_model else None)
 
 

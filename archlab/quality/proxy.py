@@ -6,7 +6,8 @@ convs, FF kind and ratio, shared KV, attention kind and transformer depth. Only 
 things change:
 
 1. channel widths are multiplied by ``width`` (rounded to multiples of 8; head counts kept
-   where they divide the new width, GroupNorm groups the largest divisor of 32 that fits);
+   where they divide the new width and leave heads ``min_head_dim`` (16) wide, else the
+   largest count that does; GroupNorm groups the largest divisor of 32 that fits);
 2. the feature maps shrink with the input: ``resolution`` replaces the latent side, so each
    level keeps its place in the pyramid (level i is resolution / 2^i);
 3. the input is the data's (3 pixel channels on the synthetic domain, or a VAE's latent
@@ -32,7 +33,8 @@ from archlab.quality.config import ProxyConfig
 
 def proxy_description(desc: Description, cfg: ProxyConfig, *, channels: int, text_dim: int, text_tokens: int) -> Description:
     """``desc`` under the proxy rule, for data of ``channels`` and a text encoder of ``text_dim`` x ``text_tokens``."""
-    small = desc if cfg.width == 1 and cfg.resolution is None else scale(desc, width=cfg.width, resolution=cfg.resolution)
+    small = desc if cfg.width == 1 and cfg.resolution is None else \
+        scale(desc, width=cfg.width, resolution=cfg.resolution, min_head_dim=cfg.min_head_dim)
     changes = dict(in_channels=channels, out_channels=channels, text_dim=text_dim, text_tokens=text_tokens)
     if all(getattr(small, k) == v for k, v in changes.items()):
         return small

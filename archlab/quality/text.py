@@ -73,6 +73,14 @@ class SmallTextEncoder(nn.Module):
     def width(self) -> int:
         return self.embed.embedding_dim
 
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> "SmallTextEncoder":
+        """An encoder shaped like the one whose weights ``state`` holds (its vocabulary included), weights loaded."""
+        layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layers."))
+        enc = cls(state["vocab"].tolist(), width=state["embed.weight"].shape[1], tokens=state["position"].shape[0], layers=layers)
+        enc.load_state_dict(state)
+        return enc
+
     def tokenize(self, captions: Sequence[str]) -> torch.Tensor:
         out = []
         for caption in captions:

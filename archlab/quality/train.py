@@ -14,7 +14,7 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,12 @@ def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     if arr.dtype == np.uint8:
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return torch.from_numpy(arr).float()
+
+
+def draw_batch(data: CaptionedImages, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, list[str]]:
+    """``size`` items drawn with ``rng``: images as a tensor, and their captions."""
+    pairs = [data.get(int(i)) for i in rng.integers(0, len(data), size=size)]
+    return images_to_tensor([p[0] for p in pairs]), [c for _, c in pairs]
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
@@ -103,6 +109,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                            weight_decay=cfg.weight_decay, fused=True)
         self.droppable = list(removable(model.description)) if block_drop else []
+        self._trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.ema = {n: p.detach().clone() for n, p in self._trained} if cfg.ema else None
         if self.out_dir is not None and (self.out_dir / "checkpoint.safetensors").exists():
             self.load(self.out_dir / "checkpoint.safetensors")
 
@@ -110,10 +118,8 @@ class Trainer:
 
     def batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
         rng = np.random.default_rng([self.cfg.seed, step])
-        idx = rng.integers(0, len(self.data), size=self.cfg.batch)
-        pairs = [self.data.get(int(i)) for i in idx]
-        captions = ["" if rng.random() < self.cfg.guidance_dropout else c for _, c in pairs]
-        return images_to_tensor([p[0] for p in pairs]), captions
+        x0, captions = draw_batch(self.data, rng, self.cfg.batch)
+        return x0, ["" if rng.random() < self.cfg.guidance_dropout else c for c in captions]
 
     def loss(self, step: int) -> torch.Tensor:
         x0, captions = self.batch(step)
@@ -158,6 +164,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 self.optimizer.step()
                 self.step += 1
+                if self.ema is not None:
+                    self._update_ema()
                 losses.append(loss.item())
                 bar.update(task, completed=self.step, loss=f"{np.mean(losses[-20:]):.4f}")
                 if self.out_dir is not None and self.step % self.cfg.checkpoint_every == 0:
@@ -172,43 +180,145 @@ class Trainer:
         return TrainResult(self.step, seconds, cpu_seconds, done / seconds if seconds else 0.0, peak,
                            float(np.mean(losses[-20:])) if losses else float("nan"), losses)
 
+    # ------------------------------------------------------------------ weight averaging
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # the decay ramps up over the first steps (as in common EMA implementations), so early
+        # averages are not dominated by the random initialisation
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        torch._foreach_lerp_([self.ema[n] for n, _ in self._trained], [p.detach() for _, p in self._trained], 1 - decay)
+
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[ProxyModel]:
+        """The model with its averaged weights in place (when ``train.ema`` is on), restored afterwards."""
+        if self.ema is None:
+            yield self.model
+            return
+        saved = {n: p.detach().clone() for n, p in self._trained}
+        with torch.no_grad():
+            for n, p in self._trained:
+                p.copy_(self.ema[n])
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for n, p in self._trained:
+                    p.copy_(saved[n])
+
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, path: Path) -> None:
-        """Weights and optimizer state in one safetensors file; step and settings in its metadata."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Weights, weight average and optimizer state in one safetensors file; step and settings in its metadata."""
         tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        for i, s in self.optimizer.state_dict()["state"].items():
-            for name, value in s.items():
-                tensors[f"optim.{i}.{name}"] = (value.detach().reshape(-1) if value.ndim == 0 else value.detach()).contiguous().cpu()
-        meta = {"step": str(self.step), "config": json.dumps(to_data(self.cfg)), "block_drop": str(self.block_drop),
-                "description": json.dumps(self.model.description.to_dict())}
-        tmp = path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        tensors.update({f"ema.{k}": v.contiguous().cpu() for k, v in (self.ema or {}).items()})
+        tensors.update(pack_optimizer("optim", self.optimizer))
+        write_checkpoint(path, tensors, {"step": str(self.step), "config": json.dumps(to_data(self.cfg)),
+                                         "block_drop": str(self.block_drop), "description": json.dumps(self.model.description.to_dict())})
 
     def load(self, path: Path) -> None:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-        if description_from_dict(json.loads(meta["description"])) != self.model.description:
-            raise ConfigError(str(path), "is a checkpoint of another architecture")
-        tensors = load_file(str(path), device=self.device)
+        meta, tensors = read_checkpoint(path, self.model.description, device=self.device)
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         vocab = weights.get("text.vocab")
         if vocab is not None and not torch.equal(vocab.cpu(), self.model.text.vocab.cpu()):
             raise ConfigError(str(path), "was trained with another caption vocabulary (other data)")
         self.model.load_state_dict(weights)
-        state = self.optimizer.state_dict()
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, i, name = key.split(".", 2)
-                entry = state["state"].setdefault(int(i), {})
-                entry[name] = value.reshape(()) if name == "step" else value
-        self.optimizer.load_state_dict(state)
+        if self.ema is not None:
+            for name in self.ema:
+                if f"ema.{name}" not in tensors:
+                    raise ConfigError(str(path), "holds no weight average; it was trained without train.ema")
+                self.ema[name] = tensors[f"ema.{name}"].clone()
+        unpack_optimizer("optim", self.optimizer, tensors)
         self.step = int(meta["step"])
 
 
-def save_model(model: ProxyModel, path: str | Path, *, extra: dict[str, str] | None = None) -> None:
-    """A trained proxy's weights (safetensors) with its description in the metadata."""
+# ---------------------------------------------------------------------- checkpoint files (also used by distillation)
+
+
+def pack_optimizer(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat tensors ``<prefix>.<index>.<name>``."""
+    out = {}
+    for i, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            out[f"{prefix}.{i}.{name}"] = (value.detach().reshape(-1) if value.ndim == 0 else value.detach()).contiguous().cpu()
+    return out
+
+
+def unpack_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state = optimizer.state_dict()
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            _, i, name = key.split(".", 2)
+            state["state"].setdefault(int(i), {})[name] = value.reshape(()) if name == "step" else value
+    optimizer.load_state_dict(state)
+
+
+def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    """One safetensors file, written to a temporary name then moved: a kill never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def read_checkpoint(path: Path, description: Description, device: str = "cpu") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A checkpoint's metadata and tensors, refused when it belongs to another architecture."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    if description_from_dict(json.loads(meta["description"])) != description:
+        raise ConfigError(str(path), "is a checkpoint of another architecture")
+    return meta, load_file(str(path), device=device)
+
+
+def save_trained(model: ProxyModel, path: str | Path, *, quality: Any = None, extra: dict[str, str] | None = None) -> Path:
+    """A trained model as one safetensors file: ``unet.*`` weights, the text encoder's when it was
+    trained (``text.*``; a frozen OpenCLIP tower is not copied), the description and the quality
+    settings it was trained under in the metadata. :func:`load_trained` reads it back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"description": json.dumps(model.description.to_dict()), **(extra or {})})
+    meta = {"format": TRAINED_FORMAT, "description": json.dumps(model.description.to_dict()), **(extra or {})}
+    if quality is not None:
+        meta["quality"] = json.dumps(to_data(quality))
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+TRAINED_FORMAT = "archlab-trained-model/1"
+
+
+@dataclass
+class TrainedFile:
+    description: Description
+    tensors: dict[str, torch.Tensor]  # the UNet's under ``unet.``, a trained text encoder's under ``text.``
+    quality: dict[str, Any] | None  # the quality settings it was trained under, as plain data
+    metadata: dict[str, str]
+
+
+def read_trained(path: str | Path) -> TrainedFile:
+    """A trained-model file (see :func:`save_trained`).
+
+    Also reads a full-size export's ``model.safetensors`` (UNet weights alone, description in
+    its metadata or in ``description.yaml`` beside it): its weights come back under ``unet.``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(str(path), "does not exist (give a trained model: a .safetensors archlab wrote, or an export folder)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    tensors = load_file(str(path))
+    if "description" in meta:
+        desc = description_from_dict(json.loads(meta["description"]))
+    elif (path.parent / "description.yaml").is_file():
+        from archlab.arch.description import load_description
+
+        desc = load_description(path.parent / "description.yaml")
+    else:
+        raise ConfigError(str(path), "holds no description (neither in its metadata nor in description.yaml beside it)")
+    if meta.get("format") != TRAINED_FORMAT:  # an export: UNet keys without a prefix
+        tensors = {f"unet.{k}": v for k, v in tensors.items()}
+    return TrainedFile(desc, tensors, json.loads(meta["quality"]) if "quality" in meta else None, meta)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from archlab import resources
 from archlab.arch.builder import UNet, build
@@ -137,25 +137,26 @@ def latency_on_tables(desc: Description) -> dict[str, Any]:
     return out
 
 
-HANDOFF = {
-    "step_distillation": {
-        "recipe": "SnapFusion CFG-aware step distillation (Li et al. 2023)",
-        "prediction": "v",
-        "schedule": "direct: teacher 32 -> 16 -> 8 steps (direct beat progressive); the teacher takes two DDIM steps t -> t' -> t'' per student step",
-        "student_steps": 8,
-        "vanilla_loss_weight": "max(alpha_t^2 / sigma_t^2, 1)",
-        "cfg_scale_range": [2, 14],
-        "cfg_loss_probability": 0.1,
-        "denoising_loss_weight_gamma": 0.2,
-    },
-    "one_step_gan": {
-        "recipe": "UFOGen / DiffusionGAN finetuning (as MobileDiffusion)",
-        "generator_init": "model.safetensors (this folder)",
-        "discriminator_init": "model.safetensors (this folder)",
-        "losses": "reconstruction loss on the generator's one-step output; noise added to it, then a GAN loss from the discriminator",
-        "expected_iterations": "under 10K",
-    },
-}
+HANDOFF_NOTES = """\
+# The few-step hand-off: `archlab distill handoff.yaml` (SnapFusion's CFG-aware step distillation
+# to {student} steps), then `archlab gan-finetune handoff.yaml` (one-step UFOGen / DiffusionGAN
+# finetuning; generator and discriminator both start from model.safetensors).
+# The teacher must be trained: a full-size export has {weights} weights. Train it first, or
+# point `teacher:` at a trained model (a proxy from `archlab proxy train --out DIR`: DIR/model.safetensors).
+# For this full-size model, give `quality` its data (images with data.vae, a local AutoencoderKL
+# folder) and text tower (text: {{encoder: openclip, checkpoint: ...}}); see archlab.quality.config.
+"""
+
+
+def write_handoff(out: Path, origin: str) -> None:
+    """``handoff.yaml``: the distill file ``archlab distill`` and ``archlab gan-finetune`` read, with the published settings."""
+    from archlab.config import to_data
+    from archlab.distill.config import DistillConfig, GanConfig
+
+    data = {"teacher": ".", "quality": {"proxy": {"width": 1.0, "resolution": None}},
+            "distill": to_data(DistillConfig()), "gan": to_data(GanConfig()), "out": "distilled"}
+    notes = HANDOFF_NOTES.format(student=DistillConfig().student_steps, weights=origin)
+    (out / "handoff.yaml").write_text(notes + yaml.safe_dump(data, sort_keys=False))
 
 
 def export_architecture(desc: Description, out: str | Path, *, provenance: dict[str, Any] | None = None,
@@ -187,7 +188,7 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
     else:
         origin = f"random init (seed {seed})"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
-              metadata={"description": desc.to_json()})
+              metadata={"description": desc.to_json(), "weights": origin})
     c = count(desc)
     card: dict[str, Any] = {
         "name": desc.name, **(provenance or {}), "params": c.params, "gflops": c.gflops,
@@ -206,7 +207,7 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
     if coreml:
         export_coreml(wrapper, inputs, out / "model.mlpackage")
     (out / "model_card.json").write_text(json.dumps(card, indent=1))
-    write_handoff(out)
+    write_handoff(out, origin)
     lines = [f"# {desc.name}", ""]
     lines += [f"From {', '.join(f'{k} {v}' for k, v in (provenance or {}).items())}.", ""] if provenance else []
     lines += [f"- parameters: {c.params:,}", f"- GFLOPs at {desc.resolution}x{desc.resolution} latents: {c.gflops:.1f}",
@@ -228,20 +229,21 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
     return card
 
 
-def write_handoff(out: Path) -> None:
-    (out / "handoff.yaml").write_text(yaml.safe_dump({"model": "model.safetensors", "description": "description.yaml", **HANDOFF},
-                                                     sort_keys=False))
-
-
 def load_evolve_output(folder: str | Path) -> tuple[Description, dict[str, torch.Tensor] | None, dict[str, Any]]:
     """An ``archlab evolve`` output folder: its result description, the full-size weights when the
-    run trained a pretrained UNet itself (else None), and its final metrics."""
+    run trained a pretrained UNet itself (a proxy run's weights are the proxy's: None), and its
+    final metrics."""
     from archlab.arch.description import load_description
+    from archlab.quality.train import read_trained
 
     folder = Path(folder)
     if not (folder / "result.yaml").is_file():
         raise ConfigError(str(folder), "has no result.yaml: not an evolve output folder")
     desc = load_description(folder / "result.yaml")
-    weights = load_file(str(folder / "model.safetensors")) if (folder / "model.safetensors").is_file() else None
+    weights = None
+    if (folder / "model.safetensors").is_file():
+        trained = read_trained(folder / "model.safetensors")
+        if trained.description.replace(name=desc.name) == desc:
+            weights = {k[len("unet."):]: v for k, v in trained.tensors.items() if k.startswith("unet.")}
     log = json.loads((folder / "log.json").read_text()) if (folder / "log.json").is_file() else {}
     return desc, weights, log.get("final_metrics", {})

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
-from safetensors.torch import save_file
 
 from archlab.arch.description import Description, edit, layout, removable
 from archlab.arch.diffusers_import import from_diffusers, is_diffusers_folder
@@ -46,7 +45,7 @@ from archlab.cost.table import LatencyTable
 from archlab.quality.config import QualityConfig, check_metrics
 from archlab.quality.metrics import HIGHER_IS_BETTER, Estimate, mean_se
 from archlab.quality.pipeline import QualityPipeline
-from archlab.quality.train import ProxyModel, Trainer
+from archlab.quality.train import ProxyModel, Trainer, save_trained
 
 EVOLVE_METRICS = ("text_gap", "heldout_loss", "eval_score", "clip_score")
 
@@ -284,13 +283,9 @@ class Evolution:
                      f"-> {entry['latency_after_ms']:.1f} ms")
 
     def _save_weights(self, model: ProxyModel, result: Description) -> None:
-        """The evolved model's weights: the full-size UNet when it was trained itself, else the proxy (and its description)."""
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.unet.state_dict().items()}
-        if self.pretrained:
-            save_file(tensors, str(self.out / "model.safetensors"), metadata={"description": result.to_json()})
-        else:
-            (self.out / "proxy.yaml").write_text(model.description.to_yaml())
-            save_file(tensors, str(self.out / "proxy.safetensors"), metadata={"description": model.description.to_json()})
+        """The evolved model (the full-size UNet when a pretrained one was trained, else the proxy) as a trained-model file."""
+        save_trained(model, self.out / "model.safetensors", quality=self.pipeline.cfg,
+                     extra={"evolved": result.name, "full_size": str(self.pretrained).lower()})
 
 
 def evolve(cfg: EvolveConfig, *, quality: QualityConfig, table: LatencyTable, target_ms: float, out: str | Path,

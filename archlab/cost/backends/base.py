@@ -11,7 +11,9 @@ end-to-end run are comparable:
 2. ``warmup`` runs are made and discarded (allocations, caches, lazy initialisation).
 3. ``repeats`` runs are timed one by one with a monotonic clock (CUDA events for CUDA);
    the result is the median, the spread (interquartile range), the minimum and every sample,
-   in milliseconds.
+   in milliseconds. With ``cold``, the CPU caches are flushed (a buffer twice the last-level
+   cache is written) before every timed run, as a block's weights are cold inside a whole
+   model whose weights do not fit the cache.
 4. The runtime uses exactly ``threads`` CPU threads for its kernels; the thread count is part
    of the table's metadata, and tables of different thread counts are not compared.
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,6 +62,18 @@ class Timing:
         return cls(statistics.median(ordered), spread, ordered[0], tuple(samples_ms))
 
 
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache's size (32 MiB when the system does not say)."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = index.read_text().strip().upper()
+            sizes.append(int(text[:-1]) * {"K": 2**10, "M": 2**20}[text[-1]] if text[-1] in "KM" else int(text))
+        except (OSError, ValueError):
+            continue
+    return max(sizes, default=32 * 2**20)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -76,12 +91,15 @@ class LatencyBackend(abc.ABC):
     # the largest whole model (float32 parameters) the runtime can load, None: no limit
     max_params: ClassVar[int | None] = None
 
-    def __init__(self, *, threads: int = 2, warmup: int = 2, repeats: int = 7, workdir: str | Path | None = None):
+    def __init__(self, *, threads: int = 2, warmup: int = 2, repeats: int = 7, cold: bool = False,
+                 workdir: str | Path | None = None):
         if threads < 1 or warmup < 0 or repeats < 1:
             raise ValueError("threads and repeats must be >= 1, warmup >= 0")
         self.threads = threads
         self.warmup = warmup
         self.repeats = repeats
+        self.cold = cold
+        self._flush = None
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix=f"archlab-{self.name}-")
         self.workdir = Path(workdir) if workdir else Path(self._tmp.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -102,11 +120,19 @@ class LatencyBackend(abc.ABC):
     def device_name(self) -> str:
         return cpu_name()
 
+    def flush_caches(self) -> None:
+        """Evict the CPU caches by writing a buffer twice the size of the last-level cache."""
+        if self._flush is None:
+            self._flush = np.zeros(2 * last_level_cache_bytes() // 8)
+        self._flush += 1.0
+
     def measure(self, run: Callable[[], Any], *, repeats: int | None = None, warmup: int | None = None) -> Timing:
         for _ in range(self.warmup if warmup is None else warmup):
             run()
         samples = []
         for _ in range(self.repeats if repeats is None else repeats):
+            if self.cold:
+                self.flush_caches()
             start = time.perf_counter_ns()
             run()
             samples.append((time.perf_counter_ns() - start) / 1e6)
@@ -116,9 +142,16 @@ class LatencyBackend(abc.ABC):
         """Prepare and measure in one call."""
         return self.measure(self.prepare(module, inputs, name=name))
 
+    def fingerprint(self) -> dict[str, Any]:
+        """This machine as :mod:`archlab.cost.fingerprint` describes it, for this runtime's threads."""
+        from archlab.cost.fingerprint import fingerprint
+
+        return fingerprint(self.threads, "cpu")
+
     def metadata(self) -> dict[str, Any]:
         return {"runtime": self.name, "runtime_version": self.runtime_version(), "device": self.device_name(),
-                "threads": self.threads, "warmup": self.warmup, "repeats": self.repeats}
+                "threads": self.threads, "warmup": self.warmup, "repeats": self.repeats, "cold": self.cold,
+                "fingerprint": self.fingerprint()}
 
     def close(self) -> None:
         if self._tmp is not None:

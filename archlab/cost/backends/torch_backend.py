@@ -71,3 +71,8 @@ class TorchCUDABackend(LatencyBackend):
 
     def device_name(self) -> str:
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+
+    def fingerprint(self) -> dict:
+        from archlab.cost.fingerprint import fingerprint
+
+        return fingerprint(self.threads, "cuda")
