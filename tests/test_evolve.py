@@ -144,3 +144,31 @@ def test_real_regime_pretrained_unet_latents_openclip_then_export(tmp_path, tiny
     evolved = yaml.safe_load((tmp_path / "out" / "result.yaml").read_text())
     assert card["params"] < Predictor().score(desc).params  # blocks were removed
     assert evolved["name"].endswith("-evolved")
+
+
+@pytest.mark.slow
+def test_a_study_with_the_evolve_sampler_runs_the_same_search(tmp_path):
+    start = _start()
+    (tmp_path / "start.yaml").write_text(start.to_yaml())
+    table = _table(tmp_path / "t.csv", [start])
+    target = Predictor([table]).score(start).latency_ms["t"] * 0.8
+    study = {"name": "evolving", "space": "tiny", "out": str(tmp_path / "out"),
+             "objectives": [{"metric": "latency_ms", "direction": "minimize", "table": str(table.path)},
+                            {"metric": "heldout_loss", "direction": "minimize"}],
+             "constraints": [{"metric": "latency_ms", "max": target, "table": str(table.path)}],
+             "sampler": {"kind": "evolve"},
+             "evolve": {"start": str(tmp_path / "start.yaml"), "metric": "heldout_loss", "robust_steps": 3, "iterations": 6,
+                        "finetune_steps": 1, "remove_per_iteration": 2},
+             "quality": {"proxy": {"width": 1.0, "resolution": 16}, "train": {"steps": 3, "batch": 4, "threads": 1},
+                         "eval": {"heldout": 8, "samples": 4, "ddim_steps": 2}, "device": "cpu"}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    from archlab.search.runner import run_study
+    from archlab.search.study import load_study
+
+    result = run_study(load_study(path), progress=False)
+    (trial,) = result.get_trials()
+    log = json.loads((tmp_path / "out" / "evolve" / "log.json").read_text())
+    assert log["config"]["remove_per_iteration"] == 2 and log["target_met"]
+    assert trial.user_attrs["metric.latency_ms@t"] <= target and "metric.heldout_loss_se" in trial.user_attrs
+    assert trial.user_attrs["evolve_log"].endswith("log.json") and trial.constraints

@@ -197,3 +197,17 @@ def test_importing_archlab_leaves_optuna_and_warnings_alone():
     global_changes = re.compile(r"warnings\.(filterwarnings|simplefilter)|set_verbosity|getLogger\([^)]*\)\.setLevel")
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if global_changes.search(p.read_text())]
     assert offenders == ["cli/common.py"], offenders
+
+
+def test_a_study_on_a_folder_of_english_captions(tmp_path, english_folder):
+    """Real data in a study: an image folder whose captions the synthetic domain never uses, a disjoint held-out split."""
+    path = _study(tmp_path, budget={"trials": 2}, constraints=[],
+                  objectives=[{"metric": "params", "direction": "minimize"}, {"metric": "text_gap", "direction": "maximize"}],
+                  quality={"data": {"kind": "folder", "path": str(english_folder), "heldout": 8, "cache": str(tmp_path / "cache")},
+                           "proxy": {"width": 1.0, "resolution": 16}, "train": {"steps": 2, "batch": 4},
+                           "eval": {"heldout": 8, "samples": 4}, "device": "cpu"})
+    study = run_study(load_study(path), progress=False)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 2
+    for t in trials:
+        assert t.user_attrs["proxy"]["metrics"]["text_gap"]["n"] == 8 and "metric.text_gap_se" in t.user_attrs

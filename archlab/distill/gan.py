@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from torch import nn
 from archlab.arch.builder import UNet
 from archlab.config import to_data
 from archlab.distill.config import GanConfig
-from archlab.distill.step import StageResult, progress_bar
+from archlab.distill.step import StageLoop
 from archlab.quality.diffusion import noisy, to_eps_x0
 from archlab.quality.pipeline import QualityPipeline
 from archlab.quality.train import (
@@ -65,12 +64,14 @@ class Discriminator(nn.Module):
         return self.head(self.trunk.features(x, t, context)).squeeze(1)
 
 
-class GanFinetuner:
+class GanFinetuner(StageLoop):
     """Turns a diffusion model (``init``) into a one-step generator."""
+
+    label, checkpoint = "one-step GAN finetuning", CHECKPOINT
 
     def __init__(self, init: ProxyModel, pipeline: QualityPipeline, cfg: GanConfig, *, out_dir: str | Path | None = None):
         self.pipe, self.cfg = pipeline, cfg
-        self.generator = copy.deepcopy(init).train()
+        self.generator = self.trained = copy.deepcopy(init).train()
         self.generator.text.requires_grad_(False)
         self.generator.unet.requires_grad_(True)
         torch.manual_seed(cfg.seed)  # the discriminator's new head: the same start every run
@@ -93,7 +94,11 @@ class GanFinetuner:
         if self.out_dir is not None and (self.out_dir / CHECKPOINT).exists():
             self.load(self.out_dir / CHECKPOINT)
 
-    def iteration(self, step: int) -> dict[str, float]:
+    def iteration(self, step: int) -> float:
+        """One discriminator step and one generator step; the reconstruction loss is what is reported."""
+        return self.losses(step)["reconstruction"]
+
+    def losses(self, step: int) -> dict[str, float]:
         cfg, steps = self.cfg, self.schedule.steps
         x0, captions = draw_batch(self.data, np.random.default_rng([cfg.seed, step]), cfg.batch)
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -131,28 +136,6 @@ class GanFinetuner:
         self.opt_g.step()
         return {"generator": g_loss.item(), "reconstruction": reconstruction.item(), "adversarial": adversarial.item(),
                 "discriminator": d_loss.item()}
-
-    def train(self, *, steps: int | None = None, progress: bool = True) -> StageResult:
-        torch.set_num_threads(self.pipe.cfg.train.threads)
-        total = self.cfg.steps if steps is None else steps
-        losses: list[float] = []
-        start, cpu = time.perf_counter(), time.process_time()
-        with progress_bar("one-step GAN finetuning", progress) as bar:
-            task = bar.add_task("gan", total=total, completed=self.step, loss="-")
-            while self.step < total:
-                parts = self.iteration(self.step)
-                if not all(np.isfinite(v) for v in parts.values()):
-                    raise FloatingPointError(f"GAN losses {parts} at step {self.step}")
-                self.step += 1
-                losses.append(parts["reconstruction"])
-                bar.update(task, completed=self.step, loss=f"{np.mean(losses[-20:]):.4f}")
-                if self.out_dir is not None and self.step % self.cfg.checkpoint_every == 0:
-                    self.save(self.out_dir / CHECKPOINT)
-        if self.out_dir is not None:
-            self.save(self.out_dir / CHECKPOINT)
-        self.generator.eval()
-        return StageResult(self.step, time.perf_counter() - start, time.process_time() - cpu,
-                           float(np.mean(losses[-20:])) if losses else float("nan"), losses)
 
     def save(self, path: Path) -> None:
         tensors = {f"generator.{k}": v.detach().contiguous().cpu() for k, v in self.generator.unet.state_dict().items()}

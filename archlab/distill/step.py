@@ -59,18 +59,57 @@ class StageResult:
     losses: list[float]
 
 
-def progress_bar(label: str, enabled: bool) -> Progress:
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("loss {task.fields[loss]}"),
-                    disable=not enabled, console=Console(stderr=True))
+class StageLoop:
+    """The loop both few-step stages share: iterate to a step count, checkpoint every so often and at the end.
+
+    A stage sets ``label``, ``checkpoint``, ``cfg`` (with ``steps`` and ``checkpoint_every``),
+    ``pipe``, ``step``, ``out_dir`` and ``trained`` (the model it trains), and implements
+    :meth:`iteration` (one optimisation step, returning the loss to report) and :meth:`save`.
+    """
+
+    label: str
+    checkpoint: str
+
+    def iteration(self, step: int) -> float:
+        raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def train(self, *, steps: int | None = None, progress: bool = True) -> StageResult:
+        torch.set_num_threads(self.pipe.cfg.train.threads)
+        total = self.cfg.steps if steps is None else steps
+        losses: list[float] = []
+        start, cpu = time.perf_counter(), time.process_time()
+        self.trained.train()
+        with Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("loss {task.fields[loss]}"),
+                      disable=not progress, console=Console(stderr=True)) as bar:
+            task = bar.add_task(self.label, total=total, completed=self.step, loss="-")
+            while self.step < total:
+                loss = self.iteration(self.step)
+                if not np.isfinite(loss):
+                    raise FloatingPointError(f"{self.label}: loss is {loss} at step {self.step}")
+                self.step += 1
+                losses.append(loss)
+                bar.update(task, completed=self.step, loss=f"{np.mean(losses[-20:]):.4f}")
+                if self.out_dir is not None and self.step % self.cfg.checkpoint_every == 0:
+                    self.save(self.out_dir / self.checkpoint)
+        if self.out_dir is not None:
+            self.save(self.out_dir / self.checkpoint)
+        self.trained.eval()
+        return StageResult(self.step, time.perf_counter() - start, time.process_time() - cpu,
+                           float(np.mean(losses[-20:])) if losses else float("nan"), losses)
 
 
-class StepDistiller:
+class StepDistiller(StageLoop):
     """Distils ``teacher`` into a student of the same architecture that samples in ``student_steps``."""
+
+    label, checkpoint = "step distillation", CHECKPOINT
 
     def __init__(self, teacher: ProxyModel, pipeline: QualityPipeline, cfg: DistillConfig, *, out_dir: str | Path | None = None):
         self.pipe, self.cfg = pipeline, cfg
         self.teacher = teacher.eval().requires_grad_(False)
-        self.student = copy.deepcopy(teacher).train()
+        self.student = self.trained = copy.deepcopy(teacher).train()
         self.student.text.requires_grad_(False)  # one frozen text encoder for both (SnapFusion keeps CLIP frozen)
         self.student.unet.requires_grad_(True)
         self.device, self.precision = pipeline.device, pipeline.precision
@@ -136,32 +175,13 @@ class StepDistiller:
         total = distill + cfg.denoising_weight * denoise
         return total, {"distill": distill.item(), "denoise": denoise.item(), "cfg": float(use_cfg)}
 
-    def train(self, *, steps: int | None = None, progress: bool = True) -> StageResult:
-        torch.set_num_threads(self.pipe.cfg.train.threads)
-        total = self.cfg.steps if steps is None else steps
-        losses: list[float] = []
-        start, cpu = time.perf_counter(), time.process_time()
-        self.student.train()
-        with progress_bar("step distillation", progress) as bar:
-            task = bar.add_task("distill", total=total, completed=self.step, loss="-")
-            while self.step < total:
-                loss, _ = self.loss(self.step)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"distillation loss is {loss.item()} at step {self.step}")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.student.unet.parameters(), 1.0)
-                self.optimizer.step()
-                self.step += 1
-                losses.append(loss.item())
-                bar.update(task, completed=self.step, loss=f"{np.mean(losses[-20:]):.4f}")
-                if self.out_dir is not None and self.step % self.cfg.checkpoint_every == 0:
-                    self.save(self.out_dir / CHECKPOINT)
-        if self.out_dir is not None:
-            self.save(self.out_dir / CHECKPOINT)
-        self.student.eval()
-        return StageResult(self.step, time.perf_counter() - start, time.process_time() - cpu,
-                           float(np.mean(losses[-20:])) if losses else float("nan"), losses)
+    def iteration(self, step: int) -> float:
+        loss, _ = self.loss(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.unet.parameters(), 1.0)
+        self.optimizer.step()
+        return loss.item()
 
     def save(self, path: Path) -> None:
         tensors = {f"student.{k}": v.detach().contiguous().cpu() for k, v in self.student.unet.state_dict().items()}

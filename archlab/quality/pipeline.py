@@ -27,7 +27,7 @@ from archlab.arch.builder import UNet
 from archlab.arch.description import Description
 from archlab.errors import ConfigError
 from archlab.quality.config import SAMPLED_METRICS, SYNTHETIC_METRICS, QualityConfig, TrainConfig, check_metrics
-from archlab.quality.data import CaptionedImages, SyntheticData, default_cache, open_data, split
+from archlab.quality.data import CaptionedImages, Subset, SyntheticData, default_cache, open_data, split
 from archlab.quality.metrics import (
     Estimate,
     evaluator_scores,
@@ -81,6 +81,7 @@ class _Split:
     held: CaptionedImages
     pixels: CaptionedImages | None  # the held-out images as pixels when training on latents
     items: list[tuple[np.ndarray, str]]  # the first held-out items, loaded once
+    latents: Any = None  # the LatentData whose VAE decodes samples back to pixels
 
 
 class QualityPipeline:
@@ -126,18 +127,24 @@ class QualityPipeline:
         d = self.cfg.data
         full = open_data(d.kind, resolution=side * self.vae_factor, path=d.path, seed=d.seed, cache=d.cache,
                          image_column=d.image_column, caption_column=d.caption_column)
-        train, held = split(full, d.heldout, seed=d.seed)
-        pixels = None
-        if d.vae is not None:
+        pixels = latents = None
+        if d.vae is None:
+            train, held = split(full, d.heldout, seed=d.seed)
+        else:  # latents cached by each item's index in a dataset that never changes under them
             from archlab.quality.latents import LatentData
 
             cache = Path(d.cache) if d.cache else default_cache(d.path or f"synthetic-{d.seed}")
-            pixels = held
-            train = LatentData(train, d.vae, cache=cache / "train", device=self.device)
-            held = LatentData(held, d.vae, cache=cache / "heldout", device=self.device)
+            if isinstance(full, SyntheticData):  # the two parts are fixed scene ranges
+                train_px, pixels = split(full, d.heldout, seed=d.seed)
+                train = LatentData(train_px, d.vae, cache=cache / "train", device=self.device)
+                held = latents = LatentData(pixels, d.vae, cache=cache / "heldout", device=self.device)
+            else:
+                latents = LatentData(full, d.vae, cache=cache / "latents", device=self.device)
+                train, held = split(latents, d.heldout, seed=d.seed)
+                pixels = Subset(full, held.indices)
         n = max(self.cfg.eval.heldout, self.cfg.eval.samples)
         items = [held.get(i) for i in range(min(n, len(held)))]
-        self._splits[side] = _Split(train, held, pixels, items)
+        self._splits[side] = _Split(train, held, pixels, items, latents)
         return self._splits[side]
 
     def vocabulary(self) -> list[int]:
@@ -241,20 +248,24 @@ class QualityPipeline:
             captions = [c for _, c in s.items[:e.samples]]
             x = sample(model, captions, schedule=t.schedule, prediction=t.prediction, cfg=e, skip_blocks=skip_blocks,
                        clip=None if self.cfg.data.vae else 1.0, precision=self.precision, steps=sampling_steps, guidance=guidance)
-            pixels01 = s.held.decode(x) if self.cfg.data.vae else (x + 1) / 2
+            pixels01 = s.latents.decode(x) if s.latents is not None else (x + 1) / 2
             images = to_uint8(pixels01 * 2 - 1)
             if "eval_score" in names:
                 values.update(evaluator_scores(images, [self._scene(s, i) for i in range(len(captions))]))
             if "fd" in names:
-                real = [(s.pixels or s.held).get(i)[0] for i in range(len(captions))]
+                real = [self._pixels(s).get(i)[0] for i in range(len(captions))]
                 extra["fd"] = fd_estimate(images, real, seed=e.seed)
             if "clip_score" in names:
                 values["clip_score"] = self.clip().score(pixels01, captions).numpy()
         return summarise(values, extra), values
 
+    @staticmethod
+    def _pixels(s: _Split) -> CaptionedImages:
+        """The held-out part as pixel images (the latents' source when training on latents)."""
+        return s.pixels if s.pixels is not None else s.held
+
     def _scene(self, s: _Split, i: int):
-        held = s.pixels if s.pixels is not None else s.held
-        return held.scene(i)
+        return self._pixels(s).scene(i)
 
     def clip(self) -> OpenCLIP:
         if self._clip_eval is None:

@@ -116,8 +116,8 @@ class TrialEvaluator:
                 values.update({m: WORST[m] for m in self.cfg.quality_metrics})
                 attrs["quality_skipped"] = True
             else:
-                try:
-                    quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed + trial.number)
+                try:  # every candidate trains with the same seed: the same batches, timesteps and noise
+                    quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed)
                 except Exception as exc:
                     trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
                     raise
@@ -229,7 +229,8 @@ def run_evolve_study(cfg: StudyConfig, *, url: str | None = None, progress: bool
     from archlab.search.evolve import evolve
 
     target = cfg.latency_target()
-    assert target is not None and cfg.evolve is not None  # StudyConfig refuses the file otherwise
+    if target is None or cfg.evolve is None:
+        raise ConfigError("sampler", "the evolve sampler needs an evolve: section and a latency_ms constraint with max")
     table = LatencyTable.load(target.table)
     result = evolve(cfg.evolve, quality=cfg.quality, table=table, target_ms=float(target.max),
                     out=os.path.join(cfg.out_dir, "evolve"), progress=progress, log=lambda m: None)
