@@ -111,3 +111,16 @@ def test_an_untrained_export_is_not_a_teacher(tmp_path):
     assert isinstance(handoff, DistillFile) and handoff.distill.guidance_max == 14.0 and handoff.distill.cfg_probability == 0.1
     with pytest.raises(ConfigError, match="random init"):
         open_teacher(handoff)
+
+
+def test_few_step_score_as_a_study_objective_distils_a_copy(teacher):
+    """The optional few-step objective: a short distillation inside the judgement, the judged model untouched."""
+    quality = read(QualityConfig, {**QUALITY, "eval": {**QUALITY["eval"], "few_step": {"student_steps": 2, "iterations": 2, "batch": 2}}},
+                   "quality")
+    pipe = QualityPipeline(quality)
+    model = pipe.load_trained(teacher)
+    before = _weights(model.unet)
+    estimates, values = pipe.evaluate(model, metrics=("few_step_score",))
+    assert estimates["few_step_score"].n == 4 and 0 <= estimates["few_step_score"].value <= 1
+    assert all(torch.equal(before[k], v) for k, v in model.unet.state_dict().items())
+    assert all(p.requires_grad for p in model.unet.parameters())  # still trainable by its owner

@@ -116,7 +116,11 @@ def test_export_writes_everything_and_onnx_matches(finished, tmp_path):
     c = count(desc)
     assert (card["params"], card["gflops"]) == (c.params, c.gflops)
     handoff = yaml.safe_load((tmp_path / "export" / "handoff.yaml").read_text())
-    assert handoff["step_distillation"]["cfg_scale_range"] == [2, 14] and handoff["step_distillation"]["prediction"] == "v"
+    assert (handoff["distill"]["guidance_min"], handoff["distill"]["guidance_max"]) == (2.0, 14.0)
+    assert handoff["teacher"] == "." and handoff["gan"]["steps"] >= 1
+    from archlab.distill import load_distill_file
+
+    assert load_distill_file(tmp_path / "export" / "handoff.yaml").distill.student_steps == 8
     from safetensors.torch import load_file
 
     weights = load_file(str(tmp_path / "export" / "model.safetensors"))

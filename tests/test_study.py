@@ -82,11 +82,15 @@ def test_kill_minus_9_then_rerun_loses_nothing(tmp_path):
                                                             "eval": {"heldout": 4, "samples": 4, "ddim_steps": 2}})
     cfg = load_study(path)
     cmd = [sys.executable, "-m", "archlab.cli", "study", "run", str(path), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "first-run.log", "w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     seen = 0
     while time.time() < deadline:  # kill it once a trial is done and another is running
         time.sleep(0.5)
+        if proc.poll() is not None:  # it ended on its own: say why rather than time out
+            log.seek(0)
+            pytest.fail(f"the study ended before it was killed (exit {proc.returncode}): {log.read()[-2000:]}")
         if os.path.exists(cfg.out + "/study.db"):
             try:
                 study = open_study(cfg)
@@ -99,7 +103,8 @@ def test_kill_minus_9_then_rerun_loses_nothing(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = completed(open_study(cfg))
-    assert before >= 1
+    log.seek(0)
+    assert before >= 1, f"no trial finished in 300 s; the run printed: {log.read()[-2000:]}"
     # (the kill lands mid-trial almost always; if a trial finished in between, the rest still holds)
     time.sleep(cfg.heartbeat.grace + 1)  # the heartbeat goes stale
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

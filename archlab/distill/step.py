@@ -108,7 +108,7 @@ class StepDistiller(StageLoop):
 
     def __init__(self, teacher: ProxyModel, pipeline: QualityPipeline, cfg: DistillConfig, *, out_dir: str | Path | None = None):
         self.pipe, self.cfg = pipeline, cfg
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.eval()  # used under no_grad only: left as it was given (its owner may train it further)
         self.student = self.trained = copy.deepcopy(teacher).train()
         self.student.text.requires_grad_(False)  # one frozen text encoder for both (SnapFusion keeps CLIP frozen)
         self.student.unet.requires_grad_(True)

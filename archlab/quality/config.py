@@ -25,7 +25,7 @@ from archlab.errors import ConfigError
 from archlab.quality.diffusion import Schedule
 
 DATA_KINDS = ("synthetic", "folder", "parquet")
-QUALITY_METRICS = ("heldout_loss", "text_gap", "eval_score", "fd", "clip_score")
+QUALITY_METRICS = ("heldout_loss", "text_gap", "eval_score", "fd", "clip_score", "few_step_score")
 # what each metric needs: sampling images, the synthetic domain's evaluator, a CLIP model
 SAMPLED_METRICS = ("eval_score", "fd", "clip_score")
 SYNTHETIC_METRICS = ("eval_score", "fd")
@@ -135,6 +135,21 @@ class ClipConfig:
 
 
 @dataclass(frozen=True)
+class FewStepConfig:
+    """``few_step_score``: how well a candidate survives step reduction. After its proxy is trained, a
+    copy is distilled (CFG-aware, 2 teacher steps per student step) for ``iterations`` and sampled
+    in ``student_steps``; the score is eval_score (synthetic domain) or clip_score (real data)."""
+
+    student_steps: int = 4
+    iterations: int = 100  # each costs about three training steps (teacher steps, student with guidance)
+    batch: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("student_steps", "iterations", "batch"):
+            require(getattr(self, name) >= 1, name, f"{getattr(self, name)} must be at least 1")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """How the metrics are measured. Every metric reports its standard error."""
 
@@ -144,8 +159,9 @@ class EvalConfig:
     guidance: float = 3.0
     seed: int = 1234  # timesteps, noise and sampling noise: the same for every candidate
     batch: int = 64  # images per forward pass in evaluation
-    metrics: tuple[Literal["heldout_loss", "text_gap", "eval_score", "fd", "clip_score"], ...] = ()  # none: all that apply
-    clip: ClipConfig | None = None  # needed for clip_score
+    metrics: tuple[Literal["heldout_loss", "text_gap", "eval_score", "fd", "clip_score", "few_step_score"], ...] = ()  # none: all that apply
+    clip: ClipConfig | None = None  # needed for clip_score (and few_step_score on real data)
+    few_step: FewStepConfig = field(default_factory=FewStepConfig)
 
     def __post_init__(self) -> None:
         for name in ("heldout", "samples", "ddim_steps", "batch"):
@@ -180,3 +196,5 @@ def check_metrics(cfg: "QualityConfig", names: Sequence[str], where: str = "metr
             raise ConfigError(where, f"{name} needs the synthetic domain's evaluator; on real data use clip_score")
         if name == "clip_score" and cfg.eval.clip is None:
             raise ConfigError(where, "clip_score needs a local OpenCLIP model (quality.eval.clip.checkpoint)")
+        if name == "few_step_score" and cfg.data.kind != "synthetic" and cfg.eval.clip is None:
+            raise ConfigError(where, "few_step_score on real data is a clip_score: it needs quality.eval.clip.checkpoint")

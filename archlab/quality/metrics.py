@@ -18,6 +18,9 @@ pair by pair (:func:`paired`), which cancels most of the items' own spread.
   over both sets. Like FID it is biased at small sample sizes: compare at equal sizes.
 - ``clip_score`` (with a local OpenCLIP model): 100 x cosine of sample and caption
   embeddings per caption, as SnapFusion and MobileDiffusion report it; higher is better.
+- ``few_step_score``: eval_score (or clip_score on real data) of a copy distilled briefly to
+  a few sampling steps (``EvalConfig.few_step``): how well the candidate survives step
+  reduction; higher is better.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from archlab.quality.diffusion import Schedule, ddim_sample, noisy, target
 from archlab.quality.synthetic import Scene, evaluate, features, frechet_distance
 from archlab.quality.train import ProxyModel, autocast, images_to_tensor
 
-HIGHER_IS_BETTER = {"heldout_loss": False, "text_gap": True, "eval_score": True, "fd": False, "clip_score": True}
+HIGHER_IS_BETTER = {"heldout_loss": False, "text_gap": True, "eval_score": True, "fd": False, "clip_score": True,
+                    "few_step_score": True}
 
 
 @dataclass(frozen=True)

@@ -246,9 +246,7 @@ class QualityPipeline:
                 values["text_gap"] = item_losses(model, items, captions=mismatched([c for _, c in items]), **kw) - own
         if set(SAMPLED_METRICS) & set(names):
             captions = [c for _, c in s.items[:e.samples]]
-            x = sample(model, captions, schedule=t.schedule, prediction=t.prediction, cfg=e, skip_blocks=skip_blocks,
-                       clip=None if self.cfg.data.vae else 1.0, precision=self.precision, steps=sampling_steps, guidance=guidance)
-            pixels01 = s.latents.decode(x) if s.latents is not None else (x + 1) / 2
+            pixels01 = self._sample(model, s, captions, skip_blocks=skip_blocks, steps=sampling_steps, guidance=guidance)
             images = to_uint8(pixels01 * 2 - 1)
             if "eval_score" in names:
                 values.update(evaluator_scores(images, [self._scene(s, i) for i in range(len(captions))]))
@@ -257,7 +255,33 @@ class QualityPipeline:
                 extra["fd"] = fd_estimate(images, real, seed=e.seed)
             if "clip_score" in names:
                 values["clip_score"] = self.clip().score(pixels01, captions).numpy()
+        if "few_step_score" in names:
+            values["few_step_score"] = self._few_step(model, s)
         return summarise(values, extra), values
+
+    def _sample(self, model: ProxyModel, s: _Split, captions: list[str], *, skip_blocks: frozenset[str] = frozenset(),
+                steps: int | None = None, guidance: float | None = None) -> torch.Tensor:
+        """Samples for ``captions`` as pixels in [0, 1] (decoded by the VAE when training on latents)."""
+        t = self.cfg.train
+        x = sample(model, captions, schedule=t.schedule, prediction=t.prediction, cfg=self.cfg.eval, skip_blocks=skip_blocks,
+                   clip=None if self.cfg.data.vae else 1.0, precision=self.precision, steps=steps, guidance=guidance)
+        return s.latents.decode(x) if s.latents is not None else (x + 1) / 2
+
+    def _few_step(self, model: ProxyModel, s: _Split) -> np.ndarray:
+        """Per caption, the score of a copy distilled briefly to ``eval.few_step.student_steps`` sampling steps."""
+        from archlab.distill.config import DistillConfig
+        from archlab.distill.step import StepDistiller
+
+        f = self.cfg.eval.few_step
+        cfg = DistillConfig(student_steps=f.student_steps, teacher_steps=2 * f.student_steps, steps=f.iterations, batch=f.batch,
+                            seed=self.cfg.train.seed)
+        distiller = StepDistiller(model, self, cfg)
+        distiller.train(progress=False)
+        captions = [c for _, c in s.items[:self.cfg.eval.samples]]
+        pixels01 = self._sample(distiller.student, s, captions, steps=f.student_steps)
+        if self.synthetic:
+            return evaluator_scores(to_uint8(pixels01 * 2 - 1), [self._scene(s, i) for i in range(len(captions))])["eval_score"]
+        return self.clip().score(pixels01, captions).numpy()
 
     @staticmethod
     def _pixels(s: _Split) -> CaptionedImages:

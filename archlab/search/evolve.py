@@ -208,9 +208,13 @@ class Evolution:
             eval_s = time.perf_counter() - t_eval
             current = self.latency(self.full)
             chosen: list[tuple[str, dict[str, Any]]] = []
-            if current > self.target:
-                for row in self.removal_order(rows)[: cfg.remove_per_iteration]:
+            if current > self.target:  # smallest ratios first, until the (additive) savings reach the target
+                remaining = current
+                for row in self.removal_order(rows):
+                    if len(chosen) == cfg.remove_per_iteration or remaining <= self.target:
+                        break
                     chosen.append(("remove", row))
+                    remaining -= row["delta_latency_ms"]
             elif cfg.copy:
                 fits = [r for r in rows if current + r["delta_latency_ms"] <= self.target]
                 if fits:
@@ -222,10 +226,8 @@ class Evolution:
             if not chosen:
                 self.say(f"iteration {it}: target met and no copy fits; stopping")
                 break
-            # apply removals from the back of each stage so earlier indices stay valid
+            # apply from the back of each stage so the other chosen blocks keep their indices
             for action, row in sorted(chosen, key=lambda ar: (ar[1]["block"].rsplit(".", 1)[0], -int(ar[1]["block"].rsplit(".", 1)[1]))):
-                if action == "remove" and self.latency(self.full) <= self.target:
-                    break
                 model = self._apply(model, row, action, it)
             trainer = self._continue(trainer, model)
             self.say(f"iteration {it}: {len(rows)} candidates measured in {eval_s:.0f} s")

@@ -42,7 +42,7 @@ from archlab.search.evolve import EvolveConfig
 CHEAP_METRICS = ("params", "gflops", LATENCY)
 METRICS = CHEAP_METRICS + QUALITY_METRICS
 # what an infeasible-by-cheap-metric trial records for the quality it was not trained for
-WORST = {"eval_score": 0.0, "clip_score": 0.0, "text_gap": -1e9, "heldout_loss": 1e9, "fd": 1e9}
+WORST = {"eval_score": 0.0, "clip_score": 0.0, "few_step_score": 0.0, "text_gap": -1e9, "heldout_loss": 1e9, "fd": 1e9}
 SAMPLERS = ("tpe", "nsga2", "random", "evolve")
 
 
