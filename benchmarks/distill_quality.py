@@ -40,11 +40,12 @@ def main() -> None:
     p.add_argument("--gan-steps", type=int, default=400)
     p.add_argument("--samples", type=int, default=256, help="captions sampled per row")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (1 when another job shares 2 cores)")
     p.add_argument("--work", type=Path, default=Path("out/distill"))
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     base = QualityConfig(device=a.device)
-    quality = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=a.teacher_steps, ema=0.98),
+    quality = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=a.teacher_steps, ema=0.98, threads=a.threads),
                                   eval=dataclasses.replace(base.eval, samples=a.samples, metrics=METRICS))
     result: dict[str, Any] = {"quality": dataclasses.asdict(quality), "archs": {}}
     for name in a.archs.split(","):

@@ -140,8 +140,10 @@ def value(results: list[dict[str, Any]], step: int, weights: str, metric: str) -
     return None
 
 
-def analyse(table: dict[str, dict[str, list[dict[str, Any]]]], runs: list[Run], reference: int) -> dict[str, Any]:
+def analyse(table: dict[str, dict[str, list[dict[str, Any]]]], runs: list[Run], reference: int,
+            cost_archs: list[str] | None = None) -> dict[str, Any]:
     archs = sorted(table)
+    timed = archs if cost_archs is None else [a for a in archs if a in cost_archs]
     settings = []
     for run in runs:
         if run.seed != 0:
@@ -176,13 +178,13 @@ def analyse(table: dict[str, dict[str, list[dict[str, Any]]]], runs: list[Run], 
                 means, within = (a0 + a1) / 2, (a0 - a1) ** 2 / 2
                 entry["snr"] = float(np.var(means, ddof=1) / max(np.mean(within), 1e-12))
             row["metrics"][metric] = entry
-        for a in archs:
+        for a in timed:
             res = table[a].get(f"{setting}-s0", [])
             r = next((x for x in res if x["step"] == step), None)
             if r is not None:
                 cpu.append(r["train_cpu_s"] + r[f"{weights}_eval_cpu_s"]["cheap"])
         row["train_and_loss_metrics_cpu_minutes_median"] = round(statistics.median(cpu) / 60, 2) if cpu else None
-        sampled = [r["ema_eval_cpu_s"]["sampled"] for a in archs for r in table[a].get(f"{setting}-s0", []) if r["step"] == step]
+        sampled = [r["ema_eval_cpu_s"]["sampled"] for a in timed for r in table[a].get(f"{setting}-s0", []) if r["step"] == step]
         row["sampled_metrics_cpu_minutes_median"] = round(statistics.median(sampled) / 60, 2) if sampled else None
         out["settings"].append(row)
     return out
@@ -203,6 +205,12 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("out/fidelity"))
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--analyse-only", action="store_true", help="only read what is measured")
+    p.add_argument("--cost-from", default=None,
+                   help="take CPU minutes only from these architectures (indices): those measured with nothing else "
+                        "running (under oversubscription OpenMP's spinning threads inflate process CPU time)")
+    p.add_argument("--only", default=None,
+                   help="measure only these architectures (indices, e.g. 4,11,8,6: spread over the latency range so a "
+                        "partial run still covers it); the others are read as measured so far")
     a = p.parse_args()
     steps = tuple(int(x) for x in a.steps.split(","))
     runs = [Run("default", 0, tuple(sorted(set(steps + (a.reference,)))), {}), Run("default", 1, steps, {})]
@@ -214,15 +222,19 @@ def main() -> None:
     archs = pick_architectures(a.space, a.table, a.archs, a.arch_seed)
     pipes: dict[str, QualityPipeline] = {}
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for desc, ms in archs:
+    only = None if a.only is None else [f"fid-{int(i):02d}" for i in a.only.split(",")]
+    order = archs if only is None else sorted(archs, key=lambda x: only.index(x[0].name) if x[0].name in only else -1)
+    for desc, ms in order:
         table[desc.name] = {}
         for run in runs:
-            if a.analyse_only:
+            if a.analyse_only or (only is not None and desc.name not in only):
                 path = a.work / desc.name / f"{run.name}.json"
                 table[desc.name][run.name] = json.loads(path.read_text()) if path.exists() else []
             else:
                 table[desc.name][run.name] = measure_run(desc, run, a.work, base, a.ema, pipes)
-    analysis = analyse(table, runs, a.reference)
+    cost_archs = None if a.cost_from is None else [f"fid-{int(i):02d}" for i in a.cost_from.split(",")]
+    analysis = analyse(table, runs, a.reference, cost_archs)
+    analysis["cost_from"] = cost_archs or "all"
     result = {"space": a.space, "table": a.table, "archs": [{"name": d.name, "predicted_ms": round(ms, 1), "description": d.to_dict()}
                                                            for d, ms in archs],
               "runs": [dataclasses.asdict(r) for r in runs], "ema": a.ema, "quality": dataclasses.asdict(base),

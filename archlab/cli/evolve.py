@@ -16,6 +16,7 @@ def evolve_cmd(
     config: Path = typer.Argument(..., help="An evolve file: table, latency_target_ms, evolve (start, metric, ...), quality, out."),
     out: Optional[Path] = typer.Option(None, help="Output folder (overrides the file's `out`)."),
     seed: Optional[int] = typer.Option(None, help="Training seed (overrides quality.train.seed): rerun to see if the actions hold."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (overrides quality.train.threads): 1 to run two searches side by side on 2 cores."),
     progress: bool = typer.Option(True),
 ) -> None:
     """Robust training, then remove (or copy) blocks by Delta-quality / Delta-latency until the target holds.
@@ -27,8 +28,9 @@ def evolve_cmd(
 
     cfg = load_evolve_file(config)
     quality = cfg.quality
-    if seed is not None:
-        quality = dataclasses.replace(quality, train=dataclasses.replace(quality.train, seed=seed))
+    overrides = {k: v for k, v in (("seed", seed), ("threads", threads)) if v is not None}
+    if overrides:
+        quality = dataclasses.replace(quality, train=dataclasses.replace(quality.train, **overrides))
     target = out or Path(cfg.out)
     result = evolve(cfg.evolve, quality=quality, table=LatencyTable.load(cfg.table), target_ms=cfg.latency_target_ms,
                     out=target, progress=progress, log=lambda m: err_console.print(m))

@@ -21,7 +21,7 @@ smaller model can. With ``width: 1`` and ``resolution: null`` the proxy is the f
 >>> from archlab import preset, count
 >>> p = proxy_description(preset("mobilediffusion"), ProxyConfig(), channels=3, text_dim=64, text_tokens=20)
 >>> p.channels, p.resolution, count(p).self_attention
-((24, 40, 64), 16, 15)
+((40, 80, 128), 16, 15)
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ ratio and whether it is within noise; every action goes to ``actions.csv``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -192,7 +193,7 @@ class Evolution:
     def run(self) -> EvolveResult:
         cfg, pipe = self.cfg, self.pipeline
         model = pipe.model(self.full, unet=self._unet)
-        trainer = pipe.trainer(model, block_drop=cfg.block_drop)
+        trainer = self._trainer(model)
         start_latency = self.latency(self.full)
         self.say(f"start: {self.full.name}, predicted {start_latency:.1f} ms, target {self.target:.1f} ms; "
                  f"{len(removable(self.full))} removable blocks; metric {cfg.metric}")
@@ -254,9 +255,14 @@ class Evolution:
 
     def _continue(self, old: Trainer, model: ProxyModel) -> Trainer:
         """A trainer for the edited model that carries on the same batch sequence (a fresh optimizer)."""
-        trainer = self.pipeline.trainer(model, block_drop=self.cfg.block_drop)
+        trainer = self._trainer(model)
         trainer.step = old.step
         return trainer
+
+    def _trainer(self, model: ProxyModel) -> Trainer:
+        # no weight average: every edit changes the model under it; the Deltas are measured on the trained weights
+        train = dataclasses.replace(self.pipeline.cfg.train, ema=0.0)
+        return self.pipeline.trainer(model, block_drop=self.cfg.block_drop, train=train)
 
     def _apply(self, model: ProxyModel, row: dict[str, Any], action: str, it: int) -> ProxyModel:
         name = row["block"]

@@ -12,7 +12,7 @@
       - {metric: params, max: 4.0e8}
     sampler: {kind: tpe, seed: 0}          # tpe | nsga2 | random | evolve (with an evolve: section)
     budget: {trials: 12}                   # and/or timeout_s
-    quality: {train: {steps: 250}, eval: {heldout: 256}}   # see archlab.quality.config
+    quality: {train: {steps: 125}, eval: {heldout: 256}}   # see archlab.quality.config
     storage: null                          # default: sqlite:///<out>/study.db
     out: ../out/quickstart                 # relative to this file
 
@@ -158,8 +158,10 @@ class StudyConfig:
 
     @property
     def quality_metrics(self) -> tuple[str, ...]:
-        """The quality metrics the objectives and constraints ask for."""
-        return tuple(dict.fromkeys(x.metric for x in (*self.objectives, *self.constraints) if x.metric in QUALITY_METRICS))
+        """The quality metrics the objectives and constraints ask for, then those ``quality.eval.metrics`` adds
+        (measured and stored with every trial, not optimised)."""
+        asked = [x.metric for x in (*self.objectives, *self.constraints) if x.metric in QUALITY_METRICS]
+        return tuple(dict.fromkeys(asked + list(self.quality.eval.metrics)))
 
     @property
     def needs_proxy(self) -> bool:

@@ -1,0 +1,67 @@
+"""Do two evolving searches with different training seeds judge the blocks alike?
+
+Reads the ``log.json`` of two ``archlab evolve`` runs of the same file (``--seed 0`` and
+``--seed 1``) and compares their first iteration, where both judge the same architecture:
+Kendall tau between the two runs' Delta-quality over every removable block, how many
+blocks each run finds beyond its noise (and with which sign), and whether the two agree on
+those. Then both runs' actions side by side.
+
+    archlab evolve studies/evolve-quickstart.yaml --seed 0   # out/evolve-quickstart; copy it to out/evolve-s0
+    .venv/bin/python benchmarks/evolve_seeds.py out/evolve-s0 out/evolve-s1 --out benchmarks/results/evolve_seeds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import kendalltau
+
+
+def first_iteration(folder: Path) -> dict[str, dict[str, Any]]:
+    log = json.loads((folder / "log.json").read_text())
+    return {c["block"]: c for c in log["iterations"][0]["candidates"]}
+
+
+def sign(c: dict[str, Any]) -> int:
+    """+1: losing the block costs quality beyond noise; -1: losing it helps beyond noise; 0: within noise."""
+    return 0 if c["within_noise"] else (1 if c["delta_quality"] > 0 else -1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("runs", nargs=2, type=Path)
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args()
+    first = [first_iteration(r) for r in a.runs]
+    blocks = sorted(set(first[0]) & set(first[1]))
+    d0 = [first[0][b]["delta_quality"] for b in blocks]
+    d1 = [first[1][b]["delta_quality"] for b in blocks]
+    signs = [(sign(first[0][b]), sign(first[1][b])) for b in blocks]
+    logs = [json.loads((r / "log.json").read_text()) for r in a.runs]
+    result = {
+        "runs": [str(r) for r in a.runs],
+        "blocks": len(blocks),
+        "tau_first_iteration_delta_quality": float(kendalltau(d0, d1).statistic),
+        "beyond_noise_costly": [sum(s[i] == 1 for s in signs) for i in (0, 1)],
+        "beyond_noise_helpful": [sum(s[i] == -1 for s in signs) for i in (0, 1)],
+        "within_noise": [sum(s[i] == 0 for s in signs) for i in (0, 1)],
+        "same_verdict": sum(x == y for x, y in signs),
+        "opposite_verdicts_beyond_noise": sum(x * y == -1 for x, y in signs),
+        "first_iteration": {b: {"delta_quality": [first[i][b]["delta_quality"] for i in (0, 1)],
+                                "se": [first[i][b]["delta_quality_se"] for i in (0, 1)],
+                                "verdict": list(s), "delta_latency_ms": first[0][b]["delta_latency_ms"]}
+                            for b, s in zip(blocks, signs)},
+        "actions": [[(x["iteration"], x["action"], x["block"]) for x in log["actions"] if "block" in x] for log in logs],
+        "final_latency_ms": [log["final_latency_ms"] for log in logs],
+        "seconds": [log["seconds"] for log in logs],
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "first_iteration"}, indent=1))
+    if a.out is not None:
+        a.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
