@@ -1,10 +1,11 @@
 """How fast does a proxy train on this machine, and what bounds it?
 
-Measures the MobileDiffusion proxy's training steps per second under the previous rule
-(head counts kept at 1/16 width: 4-wide heads), the current default (heads at least 16
-wide), and the current default with one thread; then two single-thread worker processes
-side by side (what ``archlab study run --workers 2`` with ``quality.train.threads: 1`` gives
-a study). Variants are interleaved and repeated; medians. Then a profile of the default
+Measures the MobileDiffusion proxy's training steps per second under the rule that gave
+2.85 steps/s (width 1/16, head counts kept: 4-wide heads), width 1/16 with heads at least
+16 wide, the current default (width 1/8, which ranks architectures far above seed noise:
+benchmarks/README.md, proxy fidelity) on 2 threads and on 1; then two single-thread worker
+processes side by side (what ``archlab study run --workers 2`` with
+``quality.train.threads: 1`` gives a study). Variants are interleaved and repeated; medians. Then a profile of the default
 step by operator, the answer to "what bounds it".
 
     .venv/bin/python benchmarks/train_speed.py --rounds 5 --out benchmarks/results/train_speed.json
@@ -26,9 +27,10 @@ from archlab import preset
 from archlab.quality import QualityConfig, QualityPipeline
 
 
-def trainer(min_head_dim: int, threads: int, arch: str):
+def trainer(min_head_dim: int, threads: int, arch: str, width: float | None = None):
     base = QualityConfig(device="cpu")
-    cfg = dataclasses.replace(base, proxy=dataclasses.replace(base.proxy, min_head_dim=min_head_dim),
+    width = base.proxy.width if width is None else width
+    cfg = dataclasses.replace(base, proxy=dataclasses.replace(base.proxy, min_head_dim=min_head_dim, width=width),
                               train=dataclasses.replace(base.train, threads=threads, steps=10**6))
     pipe = QualityPipeline(cfg)
     t = pipe.trainer(pipe.model(preset(arch), seed=0))
@@ -86,8 +88,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    variants = {"4-wide heads (previous rule), 2 threads": trainer(0, 2, a.arch), "default (heads >= 16 wide), 2 threads": trainer(16, 2, a.arch),
-                "default, 1 thread": trainer(16, 1, a.arch)}
+    old = "width 1/16, 4-wide heads (the 2.85 steps/s rule), 2 threads"
+    variants = {old: trainer(0, 2, a.arch, 0.0625), "width 1/16, heads >= 16 wide, 2 threads": trainer(16, 2, a.arch, 0.0625),
+                "default (width 1/8, heads >= 16 wide), 2 threads": trainer(16, 2, a.arch), "default, 1 thread": trainer(16, 1, a.arch)}
     rates: dict[str, list[float]] = {k: [] for k in variants}
     rates["default, 2 workers x 1 thread (total)"] = []
     for _ in range(a.rounds):
@@ -96,11 +99,11 @@ def main() -> None:
             rates[name].append(rate(t, a.steps))
         rates["default, 2 workers x 1 thread (total)"].append(parallel_rate(a.arch, a.steps))
     med = {k: statistics.median(v) for k, v in rates.items()}
-    base = med["4-wide heads (previous rule), 2 threads"]
+    base = med[old]
     result = {"arch": a.arch, "batch": QualityConfig().train.batch, "rounds": a.rounds, "steps_per_round": a.steps,
               "steps_per_s": {k: {"median": round(v, 3), "range": [round(min(rates[k]), 3), round(max(rates[k]), 3)],
                                   "vs_previous_rule": round(v / base, 2)} for k, v in med.items()},
-              "profile_default": profile(variants["default (heads >= 16 wide), 2 threads"])}
+              "profile_default": profile(variants["default (width 1/8, heads >= 16 wide), 2 threads"])}
     print(json.dumps(result, indent=1))
     if a.out is not None:
         a.out.write_text(json.dumps(result, indent=1))
