@@ -73,6 +73,10 @@ def test_every_file_kind_is_read_by_the_same_reader_and_defaults_live_once():
     evolve = read(EvolveFile, {"table": "x86-2core_torch-cpu", "latency_target_ms": 100})
     assert study.quality == QualityConfig() == evolve.quality  # one quality pipeline, one set of defaults
     assert study.sampler.kind == "tpe" and evolve.evolve.metric == "text_gap"
+    assert study.quality_metrics == () and not study.needs_proxy
+    watched = read(StudyConfig, {"name": "s", "space": "tiny", "objectives": [{"metric": "heldout_loss", "direction": "minimize"}],
+                                 "quality": {"eval": {"metrics": ["text_gap", "heldout_loss"]}}})
+    assert watched.quality_metrics == ("heldout_loss", "text_gap")  # objectives first, then the extra metrics to store
 
 
 @pytest.mark.parametrize("command,text,message", [

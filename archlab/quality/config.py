@@ -82,7 +82,7 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """The proxy rule's two knobs (see :mod:`archlab.quality.proxy`)."""
+    """The proxy rule's knobs (see :mod:`archlab.quality.proxy`)."""
 
     # channel multiplier (multiples of 8): 320 -> 40, 1024 -> 128; 1: full width. 1/8 rather than 1/16: in the
     # fidelity benchmark its architecture differences stood 8-28x above seed noise, 1/16's about 1x
