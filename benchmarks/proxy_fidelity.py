@@ -209,6 +209,9 @@ def main() -> None:
     p.add_argument("--cost-from", default=None,
                    help="take CPU minutes only from these architectures (indices): those measured with nothing else "
                         "running (under oversubscription OpenMP's spinning threads inflate process CPU time)")
+    p.add_argument("--seed-from", type=Path, default=None,
+                   help="a results file of this benchmark (e.g. benchmarks/results/proxy_fidelity.json): its measurements "
+                        "fill --work where it has none, so a fresh checkout continues where that run stopped")
     p.add_argument("--only", default=None,
                    help="measure only these architectures (indices, e.g. 4,11,8,6: spread over the latency range so a "
                         "partial run still covers it); the others are read as measured so far")
@@ -226,6 +229,13 @@ def main() -> None:
     archs = pick_architectures(a.space, a.table, a.archs, a.arch_seed)
     pipes: dict[str, QualityPipeline] = {}
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    if a.seed_from is not None:
+        for arch, by_run in json.loads(a.seed_from.read_text())["measurements"].items():
+            for run_name, results in by_run.items():
+                path = a.work / arch / f"{run_name}.json"
+                if results and not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(results, indent=1))
     only = None if a.only is None else [f"fid-{int(i):02d}" for i in a.only.split(",")]
     order = archs if only is None else sorted(archs, key=lambda x: only.index(x[0].name) if x[0].name in only else -1)
     for desc, ms in order:
