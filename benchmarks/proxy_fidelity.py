@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
-from archlab import LatencyTable, Predictor, load_space
+from archlab import LatencyTable, Predictor, description_from_dict, load_space
 from archlab.quality import QualityConfig, QualityPipeline
 from archlab.quality.metrics import HIGHER_IS_BETTER
 
@@ -65,6 +65,26 @@ def pick_architectures(space_name: str, table_name: str, n: int, seed: int) -> l
     pool.sort(key=lambda x: x[1])
     picks = [pool[min(len(pool) - 1, int((i + 0.5) * len(pool) / n))] for i in range(n)]
     return [(d.replace(name=f"fid-{i:02d}"), ms) for i, (d, ms) in enumerate(picks)]
+
+
+def pinned_architectures(a: argparse.Namespace) -> list[tuple[Any, float]]:
+    """The architectures picked when the benchmark started, kept in ``--work`` (or read from ``--seed-from``), so
+    that a rebuilt latency table, which moves the quantiles, does not swap them under measurements already made."""
+    pinned = a.work / "archs.json"
+    if not pinned.exists() and a.seed_from is not None:
+        stored = json.loads(a.seed_from.read_text())["archs"]
+        pinned.parent.mkdir(parents=True, exist_ok=True)
+        pinned.write_text(json.dumps(stored, indent=1))
+    if pinned.exists():
+        stored = json.loads(pinned.read_text())
+        if len(stored) != a.archs:
+            raise SystemExit(f"error: --archs: {pinned} holds {len(stored)} architectures, not {a.archs}")
+        return [(description_from_dict(x["description"]), float(x["predicted_ms"])) for x in stored]
+    archs = pick_architectures(a.space, a.table, a.archs, a.arch_seed)
+    pinned.parent.mkdir(parents=True, exist_ok=True)
+    pinned.write_text(json.dumps([{"name": d.name, "predicted_ms": round(ms, 1), "description": d.to_dict()} for d, ms in archs],
+                                 indent=1))
+    return archs
 
 
 def measure_run(desc: Any, run: Run, work: Path, base: QualityConfig, ema: float, pipes: dict) -> list[dict[str, Any]]:
@@ -226,7 +246,7 @@ def main() -> None:
     # changing the package's defaults (which this benchmark moved to width 1/8) does not change its runs
     base = QualityConfig(device=a.device)
     base = dataclasses.replace(base, proxy=dataclasses.replace(base.proxy, width=a.base_width))
-    archs = pick_architectures(a.space, a.table, a.archs, a.arch_seed)
+    archs = pinned_architectures(a)
     pipes: dict[str, QualityPipeline] = {}
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
     if a.seed_from is not None:

@@ -249,7 +249,7 @@ class QualityPipeline:
             pixels01 = self._sample(model, s, captions, skip_blocks=skip_blocks, steps=sampling_steps, guidance=guidance)
             images = to_uint8(pixels01 * 2 - 1)
             if "eval_score" in names:
-                values.update(evaluator_scores(images, [self._scene(s, i) for i in range(len(captions))]))
+                values.update(self._evaluator(images, s))
             if "fd" in names:
                 real = [self._pixels(s).get(i)[0] for i in range(len(captions))]
                 extra["fd"] = fd_estimate(images, real, seed=e.seed)
@@ -280,8 +280,12 @@ class QualityPipeline:
         captions = [c for _, c in s.items[:self.cfg.eval.samples]]
         pixels01 = self._sample(distiller.student, s, captions, steps=f.student_steps)
         if self.synthetic:
-            return evaluator_scores(to_uint8(pixels01 * 2 - 1), [self._scene(s, i) for i in range(len(captions))])["eval_score"]
+            return self._evaluator(to_uint8(pixels01 * 2 - 1), s)["eval_score"]
         return self.clip().score(pixels01, captions).numpy()
+
+    def _evaluator(self, images: np.ndarray, s: _Split) -> dict[str, np.ndarray]:
+        """The synthetic evaluator's per-image scores against the scenes the held-out captions describe."""
+        return evaluator_scores(images, [self._scene(s, i) for i in range(len(images))])
 
     @staticmethod
     def _pixels(s: _Split) -> CaptionedImages:
