@@ -224,3 +224,16 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
         refused = runner.invoke(app, command)
         assert refused.exit_code == 2 and "measured on another machine" in refused.stderr, command
         assert refused.stderr.count("\n") == 1
+
+
+def test_same_hardware_but_slower_reference_is_named_as_such():
+    """Only the reference benchmark differs: the warning says the hardware reads the same (another host, or busy)."""
+    from archlab.cost import fingerprint as fp
+
+    here = fp.fingerprint(1)
+    meta = {"device": here["cpu_model"], "runtime": "torch-cpu", "threads": 1,
+            "fingerprint": {**here, "reference_ms": here["reference_ms"] / 10}}
+    fp._WARNED.discard("busy.csv")
+    with pytest.warns(fp.DeviceMismatchWarning, match=r"reads the same as this one .*busy now\): reference benchmark"):
+        differences = fp.warn_if_foreign("busy.csv", meta)
+    assert differences == [d for d in differences if d.startswith("reference benchmark")] and differences
