@@ -237,3 +237,35 @@ def test_same_hardware_but_slower_reference_is_named_as_such():
     with pytest.warns(fp.DeviceMismatchWarning, match=r"reads the same as this one .*busy now\): reference benchmark"):
         differences = fp.warn_if_foreign("busy.csv", meta)
     assert differences == [d for d in differences if d.startswith("reference benchmark")] and differences
+
+
+def test_the_reference_benchmark_is_timed_once_per_process_however_it_is_asked_for(monkeypatch):
+    """fingerprint(1) and fingerprint(1, "cpu") are one reading: two readings of a busy machine would disagree."""
+    from archlab.cost import fingerprint as fp
+
+    calls = []
+    monkeypatch.setattr(fp, "reference_ms", lambda threads, device="cpu", runs=7: calls.append(threads) or 5.0 + len(calls))
+    fp._fingerprint.cache_clear()
+    try:
+        assert fp.fingerprint(3) == fp.fingerprint(3, "cpu") == fp.fingerprint(threads=3, device="cpu")
+        assert calls == [3]
+    finally:
+        fp._fingerprint.cache_clear()
+
+
+def test_a_slow_reading_of_the_reference_is_timed_again_before_it_refuses(monkeypatch):
+    """A burst of load is not another machine: a reference-only difference is re-timed; a lasting one still counts."""
+    from archlab.cost import fingerprint as fp
+
+    readings = iter([20.0, 19.0, 10.5])  # busy at first, then the machine's own speed
+    monkeypatch.setattr(fp, "reference_ms", lambda threads, device="cpu", runs=7: next(readings))
+    fp._fingerprint.cache_clear()
+    try:
+        recorded = {**fp.static_fingerprint(), "reference_threads": 4, "reference_ms": 10.0}
+        assert fp.differences_here(recorded, 4, pause_s=0) == []
+        assert fp.fingerprint(4)["reference_ms"] == 10.5  # the fastest reading is kept for the process
+        readings = iter([30.0] * 4)
+        fp._fingerprint.cache_clear()
+        assert fp.differences_here(recorded, 4, pause_s=0) == ["reference benchmark 10.0 ms there, 30.0 ms here (3.00x)"]
+    finally:
+        fp._fingerprint.cache_clear()

@@ -22,7 +22,6 @@ from scipy.stats import spearmanr
 from archlab.arch.description import Description, description_from_dict
 from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
-from archlab.cost.fingerprint import compare
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import DTYPE_BYTES, Predictor
 from archlab.cost.table import IDENTITY, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now
@@ -38,7 +37,7 @@ def progress_bar(enabled: bool = True) -> Progress:
 
 def refuse_foreign(table: LatencyTable, backend: LatencyBackend) -> None:
     """One line, and no timing, when ``table`` was not measured on this machine."""
-    differences = compare(table.metadata.get("fingerprint"), backend.fingerprint())
+    differences = backend.differences_from(table.metadata.get("fingerprint"))
     if differences:
         raise ConfigError(f"{table.path}: metadata.fingerprint", f"the table was measured on another machine "
                           f"({table.metadata.get('device')!r}): {'; '.join(differences)}; build a table here instead")
@@ -193,7 +192,7 @@ class ModelTimings:
                                      "models": {}}
         if self.path is not None and self.path.exists():
             stored = json.loads(self.path.read_text())
-            differences = compare(stored.get("fingerprint"), backend.fingerprint())
+            differences = backend.differences_from(stored.get("fingerprint"))
             if stored.get("runtime") != backend.name or differences:
                 raise ConfigError(str(self.path), f"holds timings of another runtime or machine ({'; '.join(differences) or stored.get('runtime')}); "
                                   "use another file")
@@ -348,5 +347,5 @@ def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, show
         rows.append({"name": d.name, "then_ms": c["measured_ms"], "now_ms": round(now_ms, 3),
                      "drift": round(now_ms / c["measured_ms"] - 1, 4)})
     return {"table": str(table.path), "device_then": table.metadata.get("device"), "device_now": backend.device_name(),
-            "fingerprint_differences": compare(table.metadata.get("fingerprint"), backend.fingerprint()),
+            "fingerprint_differences": backend.differences_from(table.metadata.get("fingerprint")),
             "median_drift": float(np.median([r["drift"] for r in rows])), "models": rows}

@@ -142,11 +142,19 @@ class LatencyBackend(abc.ABC):
         """Prepare and measure in one call."""
         return self.measure(self.prepare(module, inputs, name=name))
 
+    fingerprint_device = "cpu"  # what the fingerprint's reference benchmark runs on
+
     def fingerprint(self) -> dict[str, Any]:
         """This machine as :mod:`archlab.cost.fingerprint` describes it, for this runtime's threads."""
         from archlab.cost.fingerprint import fingerprint
 
-        return fingerprint(self.threads, "cpu")
+        return fingerprint(self.threads, self.fingerprint_device)
+
+    def differences_from(self, recorded: dict[str, Any] | None) -> list[str]:
+        """How this machine differs from a recorded fingerprint (empty: the same machine, as fast)."""
+        from archlab.cost.fingerprint import differences_here
+
+        return differences_here(recorded, self.threads, self.fingerprint_device)
 
     def metadata(self) -> dict[str, Any]:
         return {"runtime": self.name, "runtime_version": self.runtime_version(), "device": self.device_name(),

@@ -34,6 +34,7 @@ class TorchCUDABackend(LatencyBackend):
     ``torch.cuda.synchronize`` so only finished GPU work counts."""
 
     name = "torch-cuda"
+    fingerprint_device = "cuda"
 
     @classmethod
     def available(cls) -> str | None:
@@ -72,7 +73,3 @@ class TorchCUDABackend(LatencyBackend):
     def device_name(self) -> str:
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
 
-    def fingerprint(self) -> dict:
-        from archlab.cost.fingerprint import fingerprint
-
-        return fingerprint(self.threads, "cuda")
