@@ -11,8 +11,10 @@ metric is measured twice: on the last weights and on their exponential moving av
 Then, for each setting and metric: Kendall tau against the reference with a bootstrap 95%
 interval over architectures (resampled), the seed-to-seed ceiling (tau between seeds 0 and
 1 at the same setting), signal-to-noise (variance of the architectures' seed means over the
-variance between seeds), and the CPU time a candidate costs (training to that step plus
-measuring that metric, process CPU time: robust to other load on the machine).
+variance between seeds), tau of the two seeds' mean (what averaging seeds would buy), the
+share of the pairs the reference tells apart beyond its standard errors that the setting
+orders alike, and the CPU time a candidate costs (training to that step plus measuring that
+metric, process CPU time: robust to other load on the machine).
 
 Resumable: every run checkpoints its weights (safetensors) and appends each measurement to
 ``<work>/<arch>/<run>.json`` as it finishes; rerunning continues where it stopped, and a
@@ -153,11 +155,27 @@ def bootstrap_tau(a: np.ndarray, b: np.ndarray, rounds: int = 2000, seed: int = 
     return float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))
 
 
-def value(results: list[dict[str, Any]], step: int, weights: str, metric: str) -> float | None:
+def value(results: list[dict[str, Any]], step: int, weights: str, metric: str, field: str = "value") -> float | None:
     for r in results:
         if r["step"] == step and metric in r[weights]:
-            return r[weights][metric]["value"]
+            return r[weights][metric][field]
     return None
+
+
+def separated_pairs(s: np.ndarray, r: np.ndarray, r_se: np.ndarray, z: float = 2.0) -> dict[str, Any]:
+    """Of the pairs the reference tells apart (difference > ``z`` combined standard errors), how many the proxy orders alike.
+
+    Kendall tau counts every pair, including those the reference itself cannot order; this
+    counts only the pairs where the reference's ordering is more than its measurement noise
+    (the reference's seed noise is not known: it is one seed).
+    """
+    agree = total = 0
+    for i in range(len(s)):
+        for j in range(i + 1, len(s)):
+            if abs(r[i] - r[j]) > z * math.hypot(r_se[i], r_se[j]):
+                total += 1
+                agree += int((s[i] - s[j]) * (r[i] - r[j]) > 0)
+    return {"pairs": total, "of": len(s) * (len(s) - 1) // 2, "agree": agree, "fraction": round(agree / total, 3) if total else None}
 
 
 def analyse(table: dict[str, dict[str, list[dict[str, Any]]]], runs: list[Run], reference: int,
@@ -186,7 +204,9 @@ def analyse(table: dict[str, dict[str, list[dict[str, Any]]]], runs: list[Run], 
             if len(ok) < 4:
                 continue
             s, r = np.array([short[i] for i in ok]), np.array([ref[i] for i in ok])
+            r_se = np.array([value(table[archs[i]].get("default-s0", []), reference, "ema", metric, "se") for i in ok])
             entry: dict[str, Any] = {"archs": len(ok), "tau_vs_reference": tau(s, r), "tau_ci95": bootstrap_tau(s, r),
+                                     "reference_separated_pairs": separated_pairs(s, r, r_se),
                                      "tau_vs_reference_eval_score": tau(s, np.array([long_eval[i] for i in ok])) *
                                      (1 if HIGHER_IS_BETTER[metric] else -1)}
             pair = [i for i in ok if again[i] is not None]
@@ -195,6 +215,8 @@ def analyse(table: dict[str, dict[str, list[dict[str, Any]]]], runs: list[Run], 
                 entry["ceiling_tau_seed0_seed1"] = tau(a0, a1)
                 entry["ceiling_ci95"] = bootstrap_tau(a0, a1)
                 entry["tau_seed1_vs_reference"] = tau(a1, np.array([ref[i] for i in pair]))
+                # what averaging two seeds buys (at twice the cost): the lever on a low ceiling
+                entry["tau_mean_of_seeds_vs_reference"] = tau((a0 + a1) / 2, np.array([ref[i] for i in pair]))
                 means, within = (a0 + a1) / 2, (a0 - a1) ** 2 / 2
                 entry["snr"] = float(np.var(means, ddof=1) / max(np.mean(within), 1e-12))
             row["metrics"][metric] = entry
@@ -221,7 +243,7 @@ def main() -> None:
     p.add_argument("--ema", type=float, default=0.98)
     p.add_argument("--base-width", type=float, default=0.0625, help="the proxy width of the default setting and the reference")
     p.add_argument("--extra", action="append", default=[],
-                   help="another setting, NAME:FIELD=VALUE[,FIELD=VALUE]:STEPS (proxy fields), e.g. width8:width=0.125:125")
+                   help="another setting, NAME:FIELD=VALUE[,FIELD=VALUE]:STEPS[+STEPS] (proxy fields), e.g. width8:width=0.125:125+250")
     p.add_argument("--device", default="auto")
     p.add_argument("--work", type=Path, default=Path("out/fidelity"))
     p.add_argument("--out", type=Path, default=None)
@@ -241,7 +263,8 @@ def main() -> None:
     for spec in a.extra:
         name, fields, at = spec.split(":")
         proxy = {k: type(getattr(QualityConfig().proxy, k))(v) for k, v in (f.split("=") for f in fields.split(","))}
-        runs += [Run(name, 0, (int(at),), proxy), Run(name, 1, (int(at),), proxy)]
+        at_steps = tuple(sorted(int(x) for x in at.split("+")))  # e.g. 125+250: trained on from the 125-step checkpoint
+        runs += [Run(name, 0, at_steps, proxy), Run(name, 1, at_steps, proxy)]
     # the "default" setting is the proxy rule this benchmark started from (width 1/16), pinned so that
     # changing the package's defaults (which this benchmark moved to width 1/8) does not change its runs
     base = QualityConfig(device=a.device)
