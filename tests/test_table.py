@@ -269,3 +269,17 @@ def test_a_slow_reading_of_the_reference_is_timed_again_before_it_refuses(monkey
         assert fp.differences_here(recorded, 4, pause_s=0) == ["reference benchmark 10.0 ms there, 30.0 ms here (3.00x)"]
     finally:
         fp._fingerprint.cache_clear()
+
+
+def test_calibration_models_span_the_sizes_validation_models_are_drawn_as_the_space_draws():
+    """Calibration picks models at quantiles of size (a weight term needs both ends); validation stays random."""
+    from archlab import load_space
+    from archlab.cost.sources import spread_by_size
+
+    space = load_space("tiny")
+    counter = Predictor([])
+    pool = sorted(counter.score(d).params for _, d in space.samples(80, 4))
+    picked = [counter.score(d).params for d in spread_by_size(space, 4, 4)]
+    assert picked == sorted(picked) and len(picked) == 4
+    assert picked[0] <= pool[len(pool) // 4] and picked[-1] >= pool[3 * len(pool) // 4]
+    assert spread_by_size(space, 4, 4) == spread_by_size(space, 4, 4)  # seeded

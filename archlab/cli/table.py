@@ -49,7 +49,7 @@ def build_cmd(
     threads: int = typer.Option(2, help="CPU threads the runtime may use."),
     warmup: int = typer.Option(2, help="Untimed runs before timing each block."),
     repeats: int = typer.Option(8, help="Timed runs per block (over 2 interleaved passes)."),
-    calibrate: int = typer.Option(8, help="Whole models timed to fit the overhead term (0: none)."),
+    calibrate: int = typer.Option(8, help="Whole models timed to fit the overhead term, spread over the sizes of the first space (0: none)."),
     calibration_seed: int = typer.Option(0, help="Seed for sampling the calibration models from the first space."),
     batch: int = typer.Option(1),
     cold: bool = typer.Option(False, help="Flush the CPU caches before every timed run of a block (weights cold, as in a whole model)."),
@@ -132,7 +132,7 @@ def validate_cmd(
 def calibrate_cmd(
     table_file: str = typer.Argument(..., help="A table built by `archlab table build` on this machine."),
     space: Optional[str] = typer.Option(None, help="The space to sample calibration models from; default: the table's first source."),
-    models: int = typer.Option(8, help="Whole models to time."),
+    models: int = typer.Option(8, help="Whole models to time, at evenly spaced quantiles of parameter count."),
     seed: int = typer.Option(0, help="Sampling seed for the calibration models."),
     statistic: Optional[str] = typer.Option(None, help="Predict from block medians or minima (median | min); default: the table's."),
     repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
@@ -150,7 +150,7 @@ def calibrate_cmd(
         raise ConfigError("--statistic", f"{statistic!r} is not one of {', '.join(STATISTICS)}")
     runtime = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=repeats)
     try:
-        descs = sample_table_models(table, n=models, seed=seed, space=space)
+        descs = sample_table_models(table, n=models, seed=seed, space=space, spread=True)
         if statistic is not None:
             table.metadata["statistic"] = statistic
             table.save()

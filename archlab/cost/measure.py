@@ -78,18 +78,20 @@ def table_space(table: LatencyTable, space: str | None = None):
 
 
 def sample_table_models(table: LatencyTable, *, n: int, seed: int, space: str | None = None,
-                        max_params: float | None = None) -> list[Description]:
+                        max_params: float | None = None, spread: bool = False) -> list[Description]:
     """``n`` whole models (to calibrate or validate on) sampled from the table's own space unless
     ``space`` is given, within the runtime's size limit; checked to be predictable from the
-    table before anything is timed."""
+    table before anything is timed. ``spread``: at quantiles of size (calibration), else as the
+    space samples them (validation: its figures are for the space's own distribution)."""
     from archlab.cost.backends import BACKENDS
+    from archlab.cost.sources import spread_by_size
 
     sampled = table_space(table, space)
     runtime = BACKENDS.get(str(table.metadata.get("runtime")))
     limits = [x for x in (max_params, runtime.max_params if runtime else None) if x is not None]
     if limits:
         sampled = sampled.with_constraints(max_params=min(limits))
-    descs = [d for _, d in sampled.samples(n, seed)]
+    descs = spread_by_size(sampled, n, seed) if spread else [d for _, d in sampled.samples(n, seed)]
     predictor = Predictor([table], check_device=False)
     missing: dict[str, None] = {}
     for d in descs:
