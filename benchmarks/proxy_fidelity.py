@@ -245,6 +245,7 @@ def main() -> None:
     p.add_argument("--extra", action="append", default=[],
                    help="another setting, NAME:FIELD=VALUE[,FIELD=VALUE]:STEPS[+STEPS] (proxy fields), e.g. width8:width=0.125:125+250")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (1 when another job shares 2 cores: no oversubscription)")
     p.add_argument("--work", type=Path, default=Path("out/fidelity"))
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--analyse-only", action="store_true", help="only read what is measured")
@@ -268,7 +269,8 @@ def main() -> None:
     # the "default" setting is the proxy rule this benchmark started from (width 1/16), pinned so that
     # changing the package's defaults (which this benchmark moved to width 1/8) does not change its runs
     base = QualityConfig(device=a.device)
-    base = dataclasses.replace(base, proxy=dataclasses.replace(base.proxy, width=a.base_width))
+    base = dataclasses.replace(base, proxy=dataclasses.replace(base.proxy, width=a.base_width),
+                               train=dataclasses.replace(base.train, threads=a.threads))
     archs = pinned_architectures(a)
     pipes: dict[str, QualityPipeline] = {}
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
