@@ -6,7 +6,7 @@ Kendall tau between the two runs' Delta-quality over every removable block, how 
 blocks each run finds beyond its noise (and with which sign), and whether the two agree on
 those. Then both runs' actions side by side.
 
-    archlab evolve studies/evolve-quickstart.yaml --seed 0   # out/evolve-quickstart; copy it to out/evolve-s0
+    archlab evolve studies/evolve-quickstart.yaml --seed 0 --threads 1 --out out/evolve-s0   # and --seed 1 beside it
     .venv/bin/python benchmarks/evolve_seeds.py out/evolve-s0 out/evolve-s1 --out benchmarks/results/evolve_seeds.json
 """
 
@@ -55,7 +55,14 @@ def main() -> None:
                                 "verdict": list(s), "delta_latency_ms": first[0][b]["delta_latency_ms"]}
                             for b, s in zip(blocks, signs)},
         "actions": [[(x["iteration"], x["action"], x["block"]) for x in log["actions"] if "block" in x] for log in logs],
-        "final_latency_ms": [log["final_latency_ms"] for log in logs],
+        "first_three": [[{"block": x["block"], "delta_quality": x["delta_quality"], "se": x["delta_quality_se"],
+                          "z": x["delta_quality"] / x["delta_quality_se"] if x["delta_quality_se"] else 0.0,
+                          "items": x.get("items"), "beyond_noise": not x["within_noise"], "delta_latency_ms": x["delta_latency_ms"]}
+                         for x in log["actions"] if "block" in x][:3] for log in logs],
+        "first_three_same_blocks": [x["block"] for x in logs[0]["actions"] if "block" in x][:3]
+                                   == [x["block"] for x in logs[1]["actions"] if "block" in x][:3],
+        "final_latency_ms": [log.get("final_latency_ms") for log in logs],
+        "finished": [log.get("finished", True) for log in logs],
         "seconds": [log["seconds"] for log in logs],
     }
     print(json.dumps({k: v for k, v in result.items() if k != "first_iteration"}, indent=1))

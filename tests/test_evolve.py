@@ -1,6 +1,7 @@
 """SnapFusion's evolving search: tiny proxies on tables made for the test, and the real regime
 (a pretrained diffusers UNet, VAE latents of an image folder, a frozen OpenCLIP text tower, clip_score)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -17,7 +18,7 @@ from archlab.cost.table import LatencyTable
 from archlab.quality.config import ProxyConfig, QualityConfig
 from archlab.quality.proxy import proxy_description
 from archlab.quality.text import SmallTextEncoder
-from archlab.quality.train import ProxyModel
+from archlab.quality.train import ProxyModel, Trainer, divergence
 from archlab.search.evolve import EvolveConfig, evolve, load_evolve_file, quality_lost, transfer
 from archlab.search.space import load_space
 
@@ -76,7 +77,7 @@ def test_evolution_reaches_its_target_and_logs_every_candidate(tmp_path):
     result = evolve(cfg, quality=_quality(), table=table, target_ms=base * 0.8, out=tmp_path / "out", progress=False,
                     log=lambda m: None, start=start)
     log = json.loads((tmp_path / "out" / "log.json").read_text())
-    assert log["target_met"] and result.latency_ms <= base * 0.8
+    assert log["finished"] and log["target_met"] and result.latency_ms <= base * 0.8
     removed = [a for a in log["actions"] if a["action"] == "remove"]
     assert removed and all({"delta_quality", "delta_quality_se", "within_noise", "delta_latency_ms", "ratio"} <= set(a)
                            for a in removed)
@@ -86,6 +87,49 @@ def test_evolution_reaches_its_target_and_logs_every_candidate(tmp_path):
     assert (tmp_path / "out" / "actions.csv").read_text().count("\n") == len(log["actions"]) + 1
     assert yaml.safe_load((tmp_path / "out" / "result.yaml").read_text())["name"].endswith("-evolved")
     assert (tmp_path / "out" / "model.safetensors").is_file()  # the evolved proxy with its text encoder
+
+
+def test_a_second_look_decides_on_more_items(tmp_path):
+    start = _start()
+    table = _table(tmp_path / "t.csv", [start])
+    base = Predictor([table]).score(start).latency_ms["t"]
+    cfg = EvolveConfig(metric="text_gap", robust_steps=2, iterations=1, confirm_items=40, confirm_top=2)
+    said = []
+    evolve(cfg, quality=_quality(), table=table, target_ms=base * 0.9, out=tmp_path / "out", progress=False, log=said.append,
+           start=start)
+    log = json.loads((tmp_path / "out" / "log.json").read_text())
+    first = log["iterations"][0]
+    gap = first["quality"]  # the model's own text_gap: a model that ignores its captions is said to
+    assert gap["n"] == 16 and any("does not use its captions" in m for m in said) == (abs(gap["value"]) <= 2 * gap["se"])
+    confirmed = [c for c in first["candidates"] if "screening" in c]
+    assert len(confirmed) >= 2 and first["confirm_items"] == 40
+    assert all(c["items"] == 40 and c["screening"]["items"] == 16 for c in confirmed)
+    assert all(c["items"] == 16 for c in first["candidates"] if "screening" not in c)
+    action = log["actions"][-1]
+    assert action["block"] in {c["block"] for c in confirmed} and action["items"] == 40
+    with pytest.raises(ConfigError, match="evolve.confirm_items: 600 is more than the 512 items data.heldout keeps"):
+        evolve(EvolveConfig(confirm_items=600), quality=_quality(), table=table, target_ms=base, out=tmp_path / "o2",
+               progress=False, log=lambda m: None, start=start)
+
+
+def test_a_training_blow_up_stops_the_search_with_its_log(tmp_path, monkeypatch):
+    assert divergence([0.2] * 30 + [0.1] * 30) is None  # falling or noisy losses are fine
+    assert divergence([0.1, 0.3] * 30) is None
+    assert divergence([0.1] * 40 + [0.5] * 20) == pytest.approx((0.1, 0.5))
+    start = _start()
+    table = _table(tmp_path / "t.csv", [start])
+    real = Trainer.train
+
+    def blows_up(self, *, steps=None, progress=True):  # the loss runs away in the last 20 of 60 steps
+        result = real(self, steps=steps, progress=progress)
+        return dataclasses.replace(result, losses=[0.1] * 40 + [0.5] * 20)
+
+    monkeypatch.setattr(Trainer, "train", blows_up)
+    with pytest.raises(ConfigError, match=r"quality.train.lr: training diverged by step 3 \(mean loss of 20 steps 0.1000 -> 0.5000\)"):
+        evolve(EvolveConfig(metric="heldout_loss", robust_steps=3), quality=_quality(), table=table, target_ms=1.0,
+               out=tmp_path / "out", progress=False, log=lambda m: None, start=start)
+    log = json.loads((tmp_path / "out" / "log.json").read_text())
+    assert not log["finished"] and log["diverged_at_step"] == 3 and len(log["training_losses"]) == 60
 
 
 def test_evolve_files_are_validated(tmp_path):

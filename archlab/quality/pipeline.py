@@ -223,12 +223,13 @@ class QualityPipeline:
         return names
 
     def evaluate(self, model: ProxyModel, *, metrics: Sequence[str] | None = None, skip_blocks: frozenset[str] = frozenset(),
-                 sampling_steps: int | None = None, guidance: float | None = None
+                 sampling_steps: int | None = None, guidance: float | None = None, items: int | None = None
                  ) -> tuple[dict[str, Estimate], dict[str, np.ndarray]]:
         """Estimates of ``metrics`` and, for the per-item ones, every item's value (for paired comparisons).
 
         ``sampling_steps`` and ``guidance`` override the evaluation's DDIM steps and CFG scale
-        (few-step students are measured at their own step count)."""
+        (few-step students are measured at their own step count); ``items`` overrides
+        ``eval.heldout`` and ``eval.samples`` (a closer look, at most ``data.heldout``)."""
         names = self.metrics(metrics)
         e, t = self.cfg.eval, self.cfg.train
         s = self.data(model.description.resolution)
@@ -236,16 +237,16 @@ class QualityPipeline:
         values: dict[str, np.ndarray] = {}
         extra: dict[str, Estimate] = {}
         if {"heldout_loss", "text_gap"} & set(names):
-            items = s.items[:e.heldout]
+            held = self._held(s, items or e.heldout)
             kw = dict(schedule=t.schedule, prediction=t.prediction, seed=e.seed, batch=e.batch, skip_blocks=skip_blocks,
                       precision=self.precision)
-            own = item_losses(model, items, **kw)
+            own = item_losses(model, held, **kw)
             if "heldout_loss" in names:
                 values["heldout_loss"] = own
             if "text_gap" in names:
-                values["text_gap"] = item_losses(model, items, captions=mismatched([c for _, c in items]), **kw) - own
+                values["text_gap"] = item_losses(model, held, captions=mismatched([c for _, c in held]), **kw) - own
         if set(SAMPLED_METRICS) & set(names):
-            captions = [c for _, c in s.items[:e.samples]]
+            captions = [c for _, c in self._held(s, items or e.samples)]
             pixels01 = self._sample(model, s, captions, skip_blocks=skip_blocks, steps=sampling_steps, guidance=guidance)
             images = to_uint8(pixels01 * 2 - 1)
             if "eval_score" in names:
@@ -258,6 +259,13 @@ class QualityPipeline:
         if "few_step_score" in names:
             values["few_step_score"] = self._few_step(model, s)
         return summarise(values, extra), values
+
+    @staticmethod
+    def _held(s: _Split, n: int) -> list[tuple[np.ndarray, str]]:
+        """The first ``n`` held-out items, loaded once (and more on demand, up to the held-out split's size)."""
+        if len(s.items) < n:
+            s.items.extend(s.held.get(i) for i in range(len(s.items), min(n, len(s.held))))
+        return s.items[:n]
 
     def _sample(self, model: ProxyModel, s: _Split, captions: list[str], *, skip_blocks: frozenset[str] = frozenset(),
                 steps: int | None = None, guidance: float | None = None) -> torch.Tensor:

@@ -44,6 +44,18 @@ class TrainResult:
     losses: list[float]
 
 
+def divergence(losses: Sequence[float], *, window: int = 20, factor: float = 2.0) -> tuple[float, float] | None:
+    """``(best, last)`` window means when the last ``window`` steps' mean loss is over ``factor`` x the
+    best earlier window's: training blew up (weights and activations run away without a NaN);
+    else None. Noisy losses (random timesteps, dropped blocks) move far less than 2x over 20 steps."""
+    x = np.asarray(losses, dtype=float)
+    if len(x) < 2 * window:
+        return None
+    means = np.convolve(x, np.ones(window) / window, mode="valid")
+    best, last = float(means[:-window].min()), float(means[-1])
+    return (best, last) if last > factor * best else None
+
+
 def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 (H, W, 3) images to [-1, 1] (B, 3, H, W); float (C, r, r) latents stacked as they are."""
     arr = np.stack(images)

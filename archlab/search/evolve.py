@@ -12,7 +12,14 @@ and a target.
    Delta-quality *paired*: the chosen metric on the same held-out items (images, noise,
    timesteps, captions, sampling noise) with and without the block, item by item, with its
    standard error; and Delta-latency from the table (the full-size UNet with and without it).
-3. While the predicted latency is above the target, the blocks with the smallest
+3. A second look (``confirm_items`` > 0): the ``confirm_top`` candidates leading the
+   decision (the smallest ratios while removing, the largest among those that fit while
+   copying) are measured again, with the base, on ``confirm_items`` held-out items (again,
+   should a confirmed leader fall back, until the deciding ones all had this second look),
+   and the decision is taken on those figures. Screening every block on a few items and
+   confirming the few that decide costs far less than measuring every block on many, and
+   it is the deciding Deltas that must clear their noise.
+4. While the predicted latency is above the target, the blocks with the smallest
    quality-lost / latency-saved ratio are removed (``remove_per_iteration`` at most); once
    it is met, the most valuable block whose copy still meets it is copied (``copy``).
 
@@ -20,8 +27,9 @@ Quality lost is signed so that positive means worse without the block (``heldout
 rises, ``text_gap``, ``eval_score`` and ``clip_score`` fall). Ties: a Delta-quality within
 two standard errors of zero is noise; such blocks count as losing nothing (ratio 0) and,
 among themselves, the one saving the most latency goes first. Every candidate of every
-iteration is logged (``log.json``) with its Delta-quality, standard error, Delta-latency,
-ratio and whether it is within noise; every action goes to ``actions.csv``.
+iteration is logged (``log.json``) with its Delta-quality, standard error, the items it was
+measured on (and, when confirmed, its screening figures), Delta-latency, ratio and whether
+it is within noise; every action goes to ``actions.csv``.
 """
 
 from __future__ import annotations
@@ -43,10 +51,11 @@ from archlab.arch.presets import resolve
 from archlab.config import FilePath, NameOrPath, require, to_data
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
+from archlab.errors import ConfigError
 from archlab.quality.config import QualityConfig, check_metrics
 from archlab.quality.metrics import HIGHER_IS_BETTER, Estimate, mean_se
 from archlab.quality.pipeline import QualityPipeline
-from archlab.quality.train import ProxyModel, Trainer, save_trained
+from archlab.quality.train import ProxyModel, Trainer, divergence, save_trained
 
 EVOLVE_METRICS = ("text_gap", "heldout_loss", "eval_score", "clip_score")
 
@@ -64,11 +73,14 @@ class EvolveConfig:
     remove_per_iteration: int = 1  # blocks removed per iteration while over the target (smallest ratios first)
     copy: bool = True  # once the target is met, copy the most valuable block that still fits
     noise_se: float = 2.0  # a Delta-quality within this many standard errors of zero is noise
+    confirm_items: int = 0  # held-out items the leading candidates are measured again on (0: decide on the screening)
+    confirm_top: int = 3  # how many leading candidates get that second look
 
     def __post_init__(self) -> None:
         for name in ("iterations", "remove_per_iteration"):
             require(getattr(self, name) >= 1, name, f"{getattr(self, name)} is not a positive integer")
-        for name in ("robust_steps", "finetune_steps"):
+        require(self.confirm_top >= 1, "confirm_top", f"{self.confirm_top} is not a positive integer")
+        for name in ("robust_steps", "finetune_steps", "confirm_items"):
             require(getattr(self, name) >= 0, name, f"{getattr(self, name)} must be >= 0")
         require(0 <= self.block_drop < 1, "block_drop", f"{self.block_drop} must be in [0, 1)")
         require(self.noise_se > 0, "noise_se", f"{self.noise_se} must be positive")
@@ -154,76 +166,116 @@ class Evolution:
         self.full = self._unet.description if self._unet is not None else start or resolve(cfg.start)
         self.start_name = self.full.name
         self.predictor.score(self.full)  # fail now if the table lacks a block
+        require(cfg.confirm_items <= quality.data.heldout, "evolve.confirm_items",
+                f"{cfg.confirm_items} is more than the {quality.data.heldout} items data.heldout keeps; raise data.heldout")
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.actions: list[dict[str, Any]] = []
         self.iterations: list[dict[str, Any]] = []
+        self._losses: list[float] = []  # every training step's loss, to notice a blow-up
 
     def latency(self, desc: Description) -> float:
         return self.predictor.score(desc).latency_ms[self.table.label]
 
-    def measure(self, model: ProxyModel, skip: frozenset[str] = frozenset()) -> np.ndarray:
-        """The metric's per-item values (the same items every time)."""
-        _, values = self.pipeline.evaluate(model, metrics=(self.cfg.metric,), skip_blocks=skip)
+    def measure(self, model: ProxyModel, skip: frozenset[str] = frozenset(), items: int | None = None) -> np.ndarray:
+        """The metric's per-item values (the same items every time; ``items`` of them for a second look)."""
+        _, values = self.pipeline.evaluate(model, metrics=(self.cfg.metric,), skip_blocks=skip, items=items)
         return values[self.cfg.metric]
 
-    def candidates(self, model: ProxyModel) -> list[dict[str, Any]]:
-        """Delta-quality (paired, with its standard error) and Delta-latency of removing each removable block."""
+    def candidates(self, model: ProxyModel) -> tuple[Estimate, list[dict[str, Any]]]:
+        """The model's own metric, and Delta-quality (paired, with its standard error) and Delta-latency of
+        removing each removable block."""
         base = self.measure(model)
         base_latency = self.latency(self.full)
         sites = {s.name: s for s in layout(self.full)}
         rows = []
         for name in removable(self.full):
-            lost = quality_lost(self.cfg.metric, base, self.measure(model, frozenset({name})))
-            saved = base_latency - self.latency(edit(self.full, name, "remove"))
-            noise = lost.within(self.cfg.noise_se)
-            effective = 0.0 if noise else lost.value
             site = sites[name]
-            rows.append({"block": name, "kind": site.block.kind, "resolution": site.resolution, "channels": site.in_channels,
-                         "delta_quality": lost.value, "delta_quality_se": lost.se, "within_noise": noise,
-                         "delta_latency_ms": saved, "ratio": lost.value / saved if saved > 0 else math.inf,
-                         "effective_ratio": effective / saved if saved > 0 else math.inf})
-        return rows
+            row = {"block": name, "kind": site.block.kind, "resolution": site.resolution, "channels": site.in_channels,
+                   "delta_latency_ms": base_latency - self.latency(edit(self.full, name, "remove"))}
+            rows.append(self._judged(row, quality_lost(self.cfg.metric, base, self.measure(model, frozenset({name}))), len(base)))
+        return mean_se(base), rows
+
+    def confirm(self, model: ProxyModel, rows: list[dict[str, Any]], order: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+                need: int) -> None:
+        """Second looks on ``confirm_items`` items until the ``need`` candidates leading ``order`` all had one.
+
+        Each round measures the unconfirmed ones among the ``confirm_top`` leaders; a leader that
+        turns out to be noise can let a screened one through, which is then confirmed in turn."""
+        n = self.cfg.confirm_items
+        base = self.measure(model, items=n)
+        for _ in range(len(rows)):  # every round confirms at least one row, so this ends
+            ranked = order(rows)
+            if all("screening" in r for r in ranked[:need]):
+                break
+            for row in [r for r in ranked[:max(need, self.cfg.confirm_top)] if "screening" not in r]:
+                row["screening"] = {k: row[k] for k in ("delta_quality", "delta_quality_se", "within_noise", "items")}
+                self._judged(row, quality_lost(self.cfg.metric, base, self.measure(model, frozenset({row["block"]}), items=n)),
+                             len(base))
+
+    def _judged(self, row: dict[str, Any], lost: Estimate, items: int) -> dict[str, Any]:
+        noise = lost.within(self.cfg.noise_se)
+        saved = row["delta_latency_ms"]
+        row.update({"delta_quality": lost.value, "delta_quality_se": lost.se, "within_noise": noise, "items": items,
+                    "ratio": lost.value / saved if saved > 0 else math.inf,
+                    "effective_ratio": (0.0 if noise else lost.value) / saved if saved > 0 else math.inf})
+        return row
 
     @staticmethod
     def removal_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Smallest quality lost per ms saved first; noise counts as nothing lost, then the bigger saving wins."""
         return sorted(rows, key=lambda r: (r["effective_ratio"], -r["delta_latency_ms"], r["block"]))
 
+    @staticmethod
+    def copy_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Most quality lost per ms first: the block whose twin is likeliest to pay for its latency."""
+        return sorted(rows, key=lambda r: (-r["ratio"], r["block"]))
+
     def run(self) -> EvolveResult:
         cfg, pipe = self.cfg, self.pipeline
         model = pipe.model(self.full, unet=self._unet)
         trainer = self._trainer(model)
-        start_latency = self.latency(self.full)
-        self.say(f"start: {self.full.name}, predicted {start_latency:.1f} ms, target {self.target:.1f} ms; "
+        self.start_latency = self.latency(self.full)
+        self.say(f"start: {self.full.name}, predicted {self.start_latency:.1f} ms, target {self.target:.1f} ms; "
                  f"{len(removable(self.full))} removable blocks; metric {cfg.metric}")
-        t0 = time.perf_counter()
-        robust = trainer.train(steps=cfg.robust_steps, progress=self.progress)
+        self.t0 = time.perf_counter()
+        robust = self.robust = trainer.train(steps=cfg.robust_steps, progress=self.progress)
+        self._check_training(robust.losses, trainer.step)
         self._record("robust-train", None, None, model)
         for it in range(cfg.iterations):
             t_it = time.perf_counter()
             if it and cfg.finetune_steps:
-                trainer.train(steps=trainer.step + cfg.finetune_steps, progress=False)
+                self._check_training(trainer.train(steps=trainer.step + cfg.finetune_steps, progress=False).losses, trainer.step)
             t_eval = time.perf_counter()
-            rows = self.candidates(model)
+            quality, rows = self.candidates(model)
             eval_s = time.perf_counter() - t_eval
+            if cfg.metric == "text_gap" and quality.within(cfg.noise_se):
+                self.say(f"warning: iteration {it}: the model's text_gap is {quality} on {quality.n} items, within noise of zero: "
+                         "it does not use its captions yet, so Delta text_gap cannot rank the blocks (train longer: robust_steps)")
             current = self.latency(self.full)
+            removing = current > self.target
+            fits = [r for r in rows if current + r["delta_latency_ms"] <= self.target]
+            if cfg.confirm_items > self.items() and (removing or (cfg.copy and fits)):
+                if removing:
+                    self.confirm(model, rows, self.removal_order, cfg.remove_per_iteration)
+                else:
+                    self.confirm(model, fits, self.copy_order, 1)
+            confirm_s = time.perf_counter() - t_eval - eval_s
             chosen: list[tuple[str, dict[str, Any]]] = []
-            if current > self.target:  # smallest ratios first, until the (additive) savings reach the target
+            if removing:  # smallest ratios first, until the (additive) savings reach the target
                 remaining = current
                 for row in self.removal_order(rows):
                     if len(chosen) == cfg.remove_per_iteration or remaining <= self.target:
                         break
                     chosen.append(("remove", row))
                     remaining -= row["delta_latency_ms"]
-            elif cfg.copy:
-                fits = [r for r in rows if current + r["delta_latency_ms"] <= self.target]
-                if fits:
-                    chosen.append(("copy", max(fits, key=lambda r: (r["ratio"], r["block"]))))
-            self.iterations.append({"iteration": it, "latency_before_ms": current, "candidates": rows,
+            elif cfg.copy and fits:
+                chosen.append(("copy", self.copy_order(fits)[0]))
+            self.iterations.append({"iteration": it, "latency_before_ms": current, "quality": quality.as_dict(), "candidates": rows,
                                     "actions": [{"action": a, "block": r["block"]} for a, r in chosen],
                                     "finetune_seconds": round(t_eval - t_it, 1), "eval_seconds": round(eval_s, 1),
-                                    "eval_items": self.items()})
+                                    "confirm_seconds": round(confirm_s, 1), "eval_items": self.items(),
+                                    "confirm_items": cfg.confirm_items if cfg.confirm_items > self.items() else 0})
             if not chosen:
                 self.say(f"iteration {it}: target met and no copy fits; stopping")
                 break
@@ -231,22 +283,44 @@ class Evolution:
             for action, row in sorted(chosen, key=lambda ar: (ar[1]["block"].rsplit(".", 1)[0], -int(ar[1]["block"].rsplit(".", 1)[1]))):
                 model = self._apply(model, row, action, it)
             trainer = self._continue(trainer, model)
-            self.say(f"iteration {it}: {len(rows)} candidates measured in {eval_s:.0f} s")
+            self.say(f"iteration {it}: {len(rows)} candidates measured in {eval_s:.0f} s"
+                     + (f", the leaders again in {confirm_s:.0f} s" if confirm_s >= 0.5 else ""))
+            self._write_log()
         final = self.latency(self.full)
         estimates, _ = pipe.evaluate(model)
         result_desc = self.full.replace(name=f"{self.full.name}-evolved")
         (self.out / "result.yaml").write_text(result_desc.to_yaml())
         self._save_weights(model, result_desc)
-        log = {"start": self.start_name, "start_latency_ms": start_latency, "final_latency_ms": final, "target_ms": self.target,
-               "target_met": final <= self.target, "seconds": round(time.perf_counter() - t0, 1),
-               "robust_training": {"steps": robust.steps, "seconds": round(robust.seconds, 1)},
-               "metric": cfg.metric, "pretrained": self.pretrained, "actions": self.actions, "iterations": self.iterations,
-               "final_metrics": {k: v.as_dict() for k, v in estimates.items()},
-               "ties": "a Delta-quality within noise_se standard errors of zero counts as 0; among equal ratios the larger "
-                       "Delta-latency goes first, then the block name",
-               "config": to_data(cfg), "quality": to_data(pipe.cfg)}
-        (self.out / "log.json").write_text(json.dumps(log, indent=1, default=str))
+        log = self._write_log(final_latency_ms=final, target_met=final <= self.target,
+                              final_metrics={k: v.as_dict() for k, v in estimates.items()})
         return EvolveResult(result_desc, final, final <= self.target, log)
+
+    def _write_log(self, **final: Any) -> dict[str, Any]:
+        """log.json, rewritten after every iteration (``finished`` false until the run's end)."""
+        robust = getattr(self, "robust", None)
+        log = {"start": self.start_name, "start_latency_ms": self.start_latency, "target_ms": self.target,
+               "finished": "final_latency_ms" in final, **final, "seconds": round(time.perf_counter() - self.t0, 1),
+               "robust_training": {"steps": robust.steps, "seconds": round(robust.seconds, 1)} if robust else None,
+               "training_losses": [round(x, 5) for x in self._losses],
+               "metric": self.cfg.metric, "pretrained": self.pretrained, "actions": self.actions, "iterations": self.iterations,
+               "ties": "a Delta-quality within noise_se standard errors of zero counts as 0; among equal ratios the larger "
+                       "Delta-latency goes first, then the block name; with confirm_items, the leading candidates are decided "
+                       "on their second look and the others on their screening",
+               "config": to_data(self.cfg), "quality": to_data(self.pipeline.cfg)}
+        tmp = self.out / "log.json.tmp"
+        tmp.write_text(json.dumps(log, indent=1, default=str))
+        tmp.replace(self.out / "log.json")
+        return log
+
+    def _check_training(self, losses: list[float], step: int) -> None:
+        """Stop (with the log so far) when training blew up: every Delta measured on it would be meaningless."""
+        self._losses.extend(losses)
+        blown = divergence(self._losses)
+        if blown is not None:
+            self._write_log(diverged_at_step=step)
+            lr = self.pipeline.cfg.train.lr
+            raise ConfigError("quality.train.lr", f"training diverged by step {step} (mean loss of 20 steps {blown[0]:.4f} -> "
+                              f"{blown[1]:.4f}); lower the learning rate (now {lr:g}) or robust_steps")
 
     def items(self) -> int:
         """Held-out items each Delta-quality is measured on."""
@@ -277,7 +351,7 @@ class Evolution:
         self.actions.append(entry)
         path = self.out / "actions.csv"
         fields = ["iteration", "action", "block", "kind", "resolution", "channels", "delta_quality", "delta_quality_se",
-                  "within_noise", "delta_latency_ms", "ratio", "latency_after_ms"]
+                  "within_noise", "items", "delta_latency_ms", "ratio", "latency_after_ms"]
         new = len(self.actions) == 1
         with open(path, "w" if new else "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -287,8 +361,8 @@ class Evolution:
         if row:
             noise = " (within noise)" if row["within_noise"] else ""
             self.say(f"iteration {it}: {action} {row['block']} ({row['kind']} at {row['resolution']}x{row['resolution']}): "
-                     f"dQ {row['delta_quality']:+.5f} ± {row['delta_quality_se']:.5f}{noise}, dL {row['delta_latency_ms']:.1f} ms "
-                     f"-> {entry['latency_after_ms']:.1f} ms")
+                     f"dQ {row['delta_quality']:+.5f} ± {row['delta_quality_se']:.5f} on {row['items']} items{noise}, "
+                     f"dL {row['delta_latency_ms']:.1f} ms -> {entry['latency_after_ms']:.1f} ms")
 
     def _save_weights(self, model: ProxyModel, result: Description) -> None:
         """The evolved model (the full-size UNet when a pretrained one was trained, else the proxy) as a trained-model file."""
