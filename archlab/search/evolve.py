@@ -7,7 +7,10 @@ and a target.
 
 1. Robust training: the model (the start's proxy, or a pretrained UNet itself) is trained
    with every removable block (:func:`~archlab.arch.description.removable`) replaced by the
-   identity with probability ``block_drop`` at each step.
+   identity with probability ``block_drop`` at each step. A blow-up (the mean loss of the
+   last 20 steps over twice the best earlier 20 since the architecture last changed) stops
+   the search with one line naming ``quality.train.lr``: Deltas on a broken model are noise
+   or float32 zeros.
 2. Each evolving iteration fine-tunes robustly, then, for every removable block, measures
    Delta-quality *paired*: the chosen metric on the same held-out items (images, noise,
    timesteps, captions, sampling noise) with and without the block, item by item, with its
@@ -172,7 +175,8 @@ class Evolution:
         self.out.mkdir(parents=True, exist_ok=True)
         self.actions: list[dict[str, Any]] = []
         self.iterations: list[dict[str, Any]] = []
-        self._losses: list[float] = []  # every training step's loss, to notice a blow-up
+        self._losses: list[float] = []  # every training step's loss (logged; a blow-up is looked for since the last edit)
+        self._since_edit = 0  # steps trained since the architecture last changed
 
     def latency(self, desc: Description) -> float:
         return self.predictor.score(desc).latency_ms[self.table.label]
@@ -313,9 +317,12 @@ class Evolution:
         return log
 
     def _check_training(self, losses: list[float], step: int) -> None:
-        """Stop (with the log so far) when training blew up: every Delta measured on it would be meaningless."""
+        """Stop (with the log so far) when training blew up: every Delta measured on it would be meaningless.
+
+        Only the steps since the last edit count: removing a block may raise the loss at once, legitimately."""
         self._losses.extend(losses)
-        blown = divergence(self._losses)
+        self._since_edit += len(losses)
+        blown = divergence(self._losses[len(self._losses) - self._since_edit:])
         if blown is not None:
             self._write_log(diverged_at_step=step)
             lr = self.pipeline.cfg.train.lr
@@ -343,6 +350,7 @@ class Evolution:
         new_full = edit(self.full, name, action)
         model = transfer(model, self.pipeline.proxy(new_full) if not self.pretrained else new_full, name, action)
         self.full = new_full
+        self._since_edit = 0
         self._record(action, it, row, model)
         return model
 
