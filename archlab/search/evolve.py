@@ -58,7 +58,7 @@ from archlab.errors import ConfigError
 from archlab.quality.config import QualityConfig, check_metrics
 from archlab.quality.metrics import HIGHER_IS_BETTER, Estimate, mean_se
 from archlab.quality.pipeline import QualityPipeline
-from archlab.quality.train import ProxyModel, Trainer, divergence, save_trained
+from archlab.quality.train import ProxyModel, Trainer, TrainResult, divergence, save_trained
 
 EVOLVE_METRICS = ("text_gap", "heldout_loss", "eval_score", "clip_score")
 
@@ -177,6 +177,8 @@ class Evolution:
         self.iterations: list[dict[str, Any]] = []
         self._losses: list[float] = []  # every training step's loss (logged; a blow-up is looked for since the last edit)
         self._since_edit = 0  # steps trained since the architecture last changed
+        self.robust: TrainResult | None = None
+        self.t0 = time.perf_counter()
 
     def latency(self, desc: Description) -> float:
         return self.predictor.score(desc).latency_ms[self.table.label]
@@ -301,7 +303,7 @@ class Evolution:
 
     def _write_log(self, **final: Any) -> dict[str, Any]:
         """log.json, rewritten after every iteration (``finished`` false until the run's end)."""
-        robust = getattr(self, "robust", None)
+        robust = self.robust
         log = {"start": self.start_name, "start_latency_ms": self.start_latency, "target_ms": self.target,
                "finished": "final_latency_ms" in final, **final, "seconds": round(time.perf_counter() - self.t0, 1),
                "robust_training": {"steps": robust.steps, "seconds": round(robust.seconds, 1)} if robust else None,
