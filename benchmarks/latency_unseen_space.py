@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--samples", type=int, default=30)
     p.add_argument("--calibrate", type=int, default=8)
+    p.add_argument("--validation-seed", type=int, default=1, help="which models validate (another seed: another sample)")
     p.add_argument("--cold", action="store_true", help="time blocks with cold caches")
     p.add_argument("--work", type=Path, default=Path("out/unseen"))
     p.add_argument("--out", type=Path, default=None)
@@ -61,9 +62,9 @@ def main() -> None:
     if len((table.metadata.get("overhead") or {}).get("models", [])) != a.calibrate:
         calibrate(table, backend, sample_table_models(table, n=a.calibrate, seed=0, spread=True), seed=0)  # as `table build` does
     calibrated = time.perf_counter()
-    descs = sample_table_models(table, n=a.samples, seed=1)
+    descs = sample_table_models(table, n=a.samples, seed=a.validation_seed)
     validator = get_backend(a.backend, threads=a.threads, warmup=1, repeats=3, cold=False, workdir=a.work / f"{a.backend}.vwork")
-    result = validate(table, validator, descs, seed=1, timings_path=a.work / f"{a.backend}.timings.json")
+    result = validate(table, validator, descs, seed=a.validation_seed, timings_path=a.work / f"{a.backend}.timings.json")
     done = time.perf_counter()
     result.update({"space": SPACE, "distinct_blocks": len(specs), "architectures": spaces[0].size(),
                    "overhead": {k: v for k, v in table.metadata["overhead"].items() if k != "models"},
