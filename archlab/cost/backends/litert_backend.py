@@ -30,8 +30,10 @@ class LiteRTBackend(LatencyBackend):
         from ai_edge_litert.interpreter import Interpreter
 
         path = self.workdir / f"{safe_name(name)}.tflite"
-        if not path.exists():
-            export_tflite(module, inputs, str(path))
+        if not path.exists():  # converted once, reused by later passes; renamed into place so a crash leaves no half file
+            partial = path.with_suffix(".partial.tflite")
+            export_tflite(module, inputs, str(partial))
+            partial.replace(path)
         with quiet_fds():
             interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
             interpreter.allocate_tensors()
