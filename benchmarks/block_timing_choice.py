@@ -28,6 +28,7 @@ import numpy as np
 
 from archlab.cost.measure import accuracy, fit_points, sample_table_models
 from archlab.cost.table import LatencyTable, fit_overhead
+from calibration_choice import add_round_options  # the sibling script (benchmarks/ is on sys.path when run)
 
 SIZE_BINS = ((0, 400e6, "under 400M"), (400e6, 650e6, "400-650M"), (650e6, float("inf"), "over 650M"))
 
@@ -43,11 +44,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("validation", type=Path, help="`archlab table validate ... --json --out` (its models' timings are the truth)")
     p.add_argument("tables", type=Path, nargs="+", help="tables with every block of those models (2 or more)")
-    p.add_argument("--seed", type=int, default=1, help="the validation's --seed (its models are re-drawn from it)")
-    p.add_argument("--models", type=int, default=8)
-    p.add_argument("--pool", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=500)
-    p.add_argument("--out", type=Path, default=None)
+    add_round_options(p)
     a = p.parse_args()
     report = json.loads(a.validation.read_text())
     truths = [r["measured_ms"] for r in report["models"]]

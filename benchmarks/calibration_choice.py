@@ -26,15 +26,20 @@ from archlab.cost.measure import accuracy, fit_points, sample_table_models
 from archlab.cost.table import LatencyTable, fit_overhead
 
 
+def add_round_options(p: argparse.ArgumentParser) -> None:
+    """The options of an offline replay over a validation's models (shared with block_timing_choice.py)."""
+    p.add_argument("--seed", type=int, default=1, help="the validation's --seed (its models are re-drawn from it)")
+    p.add_argument("--models", type=int, default=8, help="calibration models per round")
+    p.add_argument("--pool", type=int, default=20, help="models a round may calibrate on; the rest are predicted")
+    p.add_argument("--rounds", type=int, default=500)
+    p.add_argument("--out", type=Path, default=None)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("table", type=Path, help="the table the validation ran on")
     p.add_argument("validation", type=Path, help="`archlab table validate ... --json --out` of that table")
-    p.add_argument("--seed", type=int, default=1, help="the validation's --seed (its models are re-drawn from it)")
-    p.add_argument("--models", type=int, default=8)
-    p.add_argument("--pool", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=500)
-    p.add_argument("--out", type=Path, default=None)
+    add_round_options(p)
     a = p.parse_args()
     table = LatencyTable.read(a.table)
     report = json.loads(a.validation.read_text())
