@@ -287,3 +287,22 @@ def test_calibration_models_span_the_sizes_validation_models_are_drawn_as_the_sp
     assert picked == sorted(picked) and len(picked) == 4
     assert picked[0] <= pool[len(pool) // 4] and picked[-1] >= pool[3 * len(pool) // 4]
     assert spread_by_size(space, 4, 4) == spread_by_size(space, 4, 4)  # seeded
+
+
+def test_a_converting_backend_refuses_before_timing_when_its_models_will_not_fit_the_disk(tmp_path, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    from archlab.cost import measure
+    from archlab.cost.backends import get_backend
+
+    backend = get_backend("onnxruntime", threads=1, warmup=0, repeats=1, workdir=tmp_path / "work")
+    assert backend.keeps_converted_models and not get_backend("torch-cpu").keeps_converted_models
+    timings = measure.ModelTimings(tmp_path / "t.json", backend, [preset("tiny")], batch=1)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10**12, 10**12, 1000))  # 1 kB free
+    with pytest.raises(ConfigError, match="GB free for the onnxruntime models"):
+        timings.run(passes=2, repeats=1, seed=0, show_progress=False)
+    assert not (tmp_path / "t.json").exists() and not any((tmp_path / "work").iterdir())  # nothing timed or converted
+    (tmp_path / "work" / "model-tiny.onnx").write_text("converted earlier")  # already there: nothing more to store
+    timings.check_disk(passes=2)

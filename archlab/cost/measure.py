@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -20,10 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scipy.stats import spearmanr
 
 from archlab.arch.description import Description, description_from_dict
-from archlab.convert import model_and_inputs
+from archlab.convert import model_and_inputs, safe_name
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
-from archlab.cost.predict import DTYPE_BYTES, Predictor
+from archlab.cost.predict import DTYPE_BYTES, Predictor, count
 from archlab.cost.table import IDENTITY, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now
 from archlab.errors import ConfigError
 
@@ -205,6 +206,7 @@ class ModelTimings:
                 raise ConfigError(str(self.path), f"holds another model called {d.name}; use another file")
 
     def run(self, *, passes: int, repeats: int, seed: int, show_progress: bool = True, label: str = "models") -> None:
+        self.check_disk(passes)
         rng = np.random.default_rng(seed)
         orders = [rng.permutation(len(self.descs)) for _ in range(passes)]
         todo = sum(max(0, passes - len(self.data["models"][d.name]["passes"])) for d in self.descs)
@@ -223,6 +225,19 @@ class ModelTimings:
                                             "samples_ms": [round(x, 3) for x in t.samples_ms], "measured_at": now()})
                     self.save()
                     progress.advance(task)
+
+    def check_disk(self, passes: int) -> None:
+        """Refuse before timing anything when the converted models kept between passes will not fit the disk."""
+        backend = self.backend
+        if not backend.keeps_converted_models:
+            return
+        present = {p.name.split(".")[0] for p in backend.workdir.iterdir() if ".partial." not in p.name}
+        need = sum(count(d).params * 4 for d in self.descs  # float32 weights
+                   if len(self.data["models"][d.name]["passes"]) < passes and safe_name(f"model-{d.name}") not in present)
+        free = shutil.disk_usage(backend.workdir).free
+        if need * 1.1 > free:  # a flatbuffer or ONNX file is the weights plus a little graph
+            raise ConfigError(str(backend.workdir), f"needs about {need * 1.1 / 1e9:.1f} GB free for the {backend.name} models it "
+                              f"converts and keeps between passes, {free / 1e9:.1f} GB free; free space or put --timings elsewhere")
 
     def save(self) -> None:
         if self.path is None:

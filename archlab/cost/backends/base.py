@@ -90,6 +90,8 @@ class LatencyBackend(abc.ABC):
     name: ClassVar[str]
     # the largest whole model (float32 parameters) the runtime can load, None: no limit
     max_params: ClassVar[int | None] = None
+    # whether prepare() writes a converted copy of the model (its weights) into workdir and keeps it
+    keeps_converted_models: ClassVar[bool] = False
 
     def __init__(self, *, threads: int = 2, warmup: int = 2, repeats: int = 7, cold: bool = False,
                  workdir: str | Path | None = None):

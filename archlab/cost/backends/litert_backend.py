@@ -17,6 +17,7 @@ class LiteRTBackend(LatencyBackend):
 
     name = "litert"
     max_params = int(FLATBUFFER_LIMIT_BYTES * 0.95) // 4  # float32 weights plus the graph must fit 2 GB
+    keeps_converted_models = True
 
     @classmethod
     def available(cls) -> str | None:

@@ -16,6 +16,7 @@ class OnnxRuntimeBackend(LatencyBackend):
     one inter-op thread, sequential execution, all graph optimisations."""
 
     name = "onnxruntime"
+    keeps_converted_models = True
 
     @classmethod
     def available(cls) -> str | None:
