@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from archlab.cost.measure import accuracy, fit_points, sample_table_models
+from archlab.cost.sources import at_quantiles
 from archlab.cost.table import LatencyTable, fit_overhead
 from calibration_choice import add_round_options  # the sibling script (benchmarks/ is on sys.path when run)
 
@@ -63,8 +64,7 @@ def main() -> None:
     for _ in range(a.rounds):
         order = rng.permutation(len(truths))
         pool, test = order[:a.pool], order[a.pool:]
-        chosen = sorted(pool, key=lambda i: params[i])
-        chosen = [chosen[int((k + 0.5) * len(chosen) / a.models)] for k in range(a.models)]
+        chosen = at_quantiles(sorted(pool, key=lambda i: params[i]), a.models)
         for name, pts in points.items():
             overhead, _ = fit_overhead([pts[i] for i in chosen])
             forms[name][overhead.form] = forms[name].get(overhead.form, 0) + 1

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from archlab.cost.measure import accuracy, fit_points, sample_table_models
+from archlab.cost.sources import at_quantiles
 from archlab.cost.table import LatencyTable, fit_overhead
 
 
@@ -55,7 +56,7 @@ def main() -> None:
         pool, test = order[:a.pool], order[a.pool:]
         by_size = sorted(pool, key=lambda i: points[i].weight_gb)
         chosen = {"random": list(rng.choice(pool, a.models, replace=False)),
-                  "spread": [by_size[int((k + 0.5) * len(by_size) / a.models)] for k in range(a.models)]}
+                  "spread": at_quantiles(by_size, a.models)}
         for kind, idx in chosen.items():
             overhead, _ = fit_overhead([points[i] for i in idx])
             forms[kind][overhead.form] = forms[kind].get(overhead.form, 0) + 1

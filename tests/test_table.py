@@ -1,9 +1,12 @@
 """Latency tables: file format, refusal of bad files, prediction, resume after a kill."""
 
+import json
 import signal
 import subprocess
 import sys
 import time
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,12 +183,8 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
     assert all("description" in m for m in overhead["models"])
     timings = tmp_path / "v.timings.json"
     args = ["table", "validate", str(out), "--samples", "4", "--seed", "5", "--repeats", "1", "--json", "--timings", str(timings)]
-    work = timings.with_suffix(".work")  # where a converting backend keeps models between passes
-    work.mkdir()
-    (work / "model.tflite").write_text("converted")
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert not work.exists()  # removed when validation is done (LiteRT: up to 2 GB a model)
     data = json.loads(result.stdout)  # nothing but JSON on stdout
     assert data["samples"] == 4 and {"within_10", "rmspe", "spearman", "flops_rmspe", "retest_rmspe", "rmspe_over_retest"} <= set(data)
     stored = json.loads(timings.read_text())
@@ -289,7 +288,7 @@ def test_calibration_models_span_the_sizes_validation_models_are_drawn_as_the_sp
     assert spread_by_size(space, 4, 4) == spread_by_size(space, 4, 4)  # seeded
 
 
-def test_a_converting_backend_refuses_before_timing_when_its_models_will_not_fit_the_disk(tmp_path, monkeypatch):
+def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_removes_its_models_when_done(tmp_path, monkeypatch):
     import shutil as shutil_module
     from collections import namedtuple
 
@@ -297,12 +296,27 @@ def test_a_converting_backend_refuses_before_timing_when_its_models_will_not_fit
     from archlab.cost.backends import get_backend
 
     backend = get_backend("onnxruntime", threads=1, warmup=0, repeats=1, workdir=tmp_path / "work")
-    assert backend.keeps_converted_models and not get_backend("torch-cpu").keeps_converted_models
+    assert backend.converted_suffix == ".onnx" and get_backend("torch-cpu").converted_suffix is None
     timings = measure.ModelTimings(tmp_path / "t.json", backend, [preset("tiny")], batch=1)
+    kept = backend.converted_path(measure.model_file_name(preset("tiny")))
     usage = namedtuple("usage", "total used free")
+    real_usage = shutil_module.disk_usage
     monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10**12, 10**12, 1000))  # 1 kB free
     with pytest.raises(ConfigError, match="GB free for the onnxruntime models"):
         timings.run(passes=2, repeats=1, seed=0, show_progress=False)
     assert not (tmp_path / "t.json").exists() and not any((tmp_path / "work").iterdir())  # nothing timed or converted
-    (tmp_path / "work" / "model-tiny.onnx").write_text("converted earlier")  # already there: nothing more to store
+    kept.write_text("converted earlier")  # already there: nothing more to store
     timings.check_disk(passes=2)
+    kept.unlink()
+
+    def crash(out):
+        Path(out).write_text("half a model")
+        raise RuntimeError("converter died")
+
+    with pytest.raises(RuntimeError):
+        backend.converted("model-tiny", crash)
+    assert not kept.exists()  # a crash leaves nothing the next pass would reuse
+    monkeypatch.setattr(shutil_module, "disk_usage", real_usage)
+    timings.run(passes=2, repeats=1, seed=0, show_progress=False)
+    assert len(json.loads((tmp_path / "t.json").read_text())["models"]["tiny"]["passes"]) == 2
+    assert not kept.exists()  # every pass timed: the converted copy is removed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import List, Optional
 
@@ -110,14 +109,11 @@ def validate_cmd(
         raise ConfigError("seed", f"{seed} is the seed the table's overhead was fitted with; pick another")
     descs = sample_table_models(table, n=samples, seed=seed, space=space, max_params=max_params)
     store = timings or (out.with_suffix(".timings.json") if out else None)
-    workdir = store.with_suffix(".work") if store else None
-    runtime = backend_for(table, warmup=1, repeats=repeats, workdir=workdir)
+    runtime = backend_for(table, warmup=1, repeats=repeats, workdir=store.with_suffix(".work") if store else None)
     try:
         result = validate(table, runtime, descs, seed=seed, timings_path=store, passes=passes, show_progress=progress)
     finally:
         runtime.close()  # also on --json and on errors
-    if workdir is not None:  # converted models kept for the next pass (LiteRT: up to 2 GB each); done with them now
-        shutil.rmtree(workdir, ignore_errors=True)
     result["seed"] = seed
     if out is not None:
         out.write_text(json.dumps(result, indent=1))

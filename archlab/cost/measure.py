@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scipy.stats import spearmanr
 
 from archlab.arch.description import Description, description_from_dict
-from archlab.convert import model_and_inputs, safe_name
+from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import DTYPE_BYTES, Predictor, count
@@ -165,11 +165,16 @@ def measure_blocks(table: LatencyTable, backend: LatencyBackend, specs: dict[str
 # ---------------------------------------------------------------------- whole models
 
 
+def model_file_name(desc: Description) -> str:
+    """The name a whole model is prepared (and, on converting backends, kept) under."""
+    return f"model-{desc.name}"
+
+
 def time_model(backend: LatencyBackend, desc: Description, *, batch: int, repeats: int) -> Timing:
     """One end-to-end timing of ``desc``: prepare (build, convert), the backend's warm-up, ``repeats`` timed runs."""
     model, inputs = model_and_inputs(desc, batch=batch)
     try:
-        return backend.measure(backend.prepare(model, inputs, name=f"model-{desc.name}"), repeats=repeats)
+        return backend.measure(backend.prepare(model, inputs, name=model_file_name(desc)), repeats=repeats)
     finally:
         del model
 
@@ -225,19 +230,27 @@ class ModelTimings:
                                             "samples_ms": [round(x, 3) for x in t.samples_ms], "measured_at": now()})
                     self.save()
                     progress.advance(task)
+        self.remove_converted(passes)
 
     def check_disk(self, passes: int) -> None:
         """Refuse before timing anything when the converted models kept between passes will not fit the disk."""
         backend = self.backend
-        if not backend.keeps_converted_models:
+        if backend.converted_suffix is None:
             return
-        present = {p.name.split(".")[0] for p in backend.workdir.iterdir() if ".partial." not in p.name}
         need = sum(count(d).params * 4 for d in self.descs  # float32 weights
-                   if len(self.data["models"][d.name]["passes"]) < passes and safe_name(f"model-{d.name}") not in present)
+                   if len(self.data["models"][d.name]["passes"]) < passes and not backend.converted_path(model_file_name(d)).exists())
         free = shutil.disk_usage(backend.workdir).free
         if need * 1.1 > free:  # a flatbuffer or ONNX file is the weights plus a little graph
             raise ConfigError(str(backend.workdir), f"needs about {need * 1.1 / 1e9:.1f} GB free for the {backend.name} models it "
                               f"converts and keeps between passes, {free / 1e9:.1f} GB free; free space or put --timings elsewhere")
+
+    def remove_converted(self, passes: int) -> None:
+        """Delete the converted copies of the models whose every pass is timed (LiteRT: up to 2 GB each)."""
+        if self.backend.converted_suffix is None:
+            return
+        for d in self.descs:
+            if len(self.data["models"][d.name]["passes"]) >= passes:
+                self.backend.converted_path(model_file_name(d)).unlink(missing_ok=True)
 
     def save(self) -> None:
         if self.path is None:

@@ -7,7 +7,7 @@ can sample their whole models from the same spaces the blocks were measured for.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TypeVar
 
 from archlab.arch.description import Description, load_description
 from archlab.arch.presets import preset, presets
@@ -15,6 +15,8 @@ from archlab.config import read_yaml
 from archlab.cost.keys import BlockSpec, distinct_specs
 from archlab.errors import ConfigError
 from archlab.search.space import SearchSpace, load_space, spaces
+
+T = TypeVar("T")
 
 
 def _is_space_file(path: Path) -> bool:
@@ -78,7 +80,12 @@ def spread_by_size(space: SearchSpace, n: int, seed: int, pool: int = 20) -> lis
     counter = Predictor([])
     drawn = sorted(((counter.score(d).params, i, d) for i, (_, d) in enumerate(space.samples(max(n, pool * n), seed))),
                    key=lambda x: x[:2])
-    return [drawn[min(len(drawn) - 1, int((i + 0.5) * len(drawn) / n))][2] for i in range(n)]
+    return [x[2] for x in at_quantiles(drawn, n)]
+
+
+def at_quantiles(ordered: Sequence[T], n: int) -> list[T]:
+    """``n`` items of ``ordered`` at evenly spaced quantiles (the middle of each n-th)."""
+    return [ordered[min(len(ordered) - 1, int((i + 0.5) * len(ordered) / n))] for i in range(n)]
 
 
 def sample_models(found_spaces: Sequence[SearchSpace], descs: Sequence[Description], n: int, seed: int,

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from archlab.convert import safe_name
 from archlab.errors import ArchlabError
 
 
@@ -90,8 +91,8 @@ class LatencyBackend(abc.ABC):
     name: ClassVar[str]
     # the largest whole model (float32 parameters) the runtime can load, None: no limit
     max_params: ClassVar[int | None] = None
-    # whether prepare() writes a converted copy of the model (its weights) into workdir and keeps it
-    keeps_converted_models: ClassVar[bool] = False
+    # file suffix of the converted copy (weights included) prepare() keeps in workdir; None: nothing converted
+    converted_suffix: ClassVar[str | None] = None
 
     def __init__(self, *, threads: int = 2, warmup: int = 2, repeats: int = 7, cold: bool = False,
                  workdir: str | Path | None = None):
@@ -105,6 +106,19 @@ class LatencyBackend(abc.ABC):
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix=f"archlab-{self.name}-")
         self.workdir = Path(workdir) if workdir else Path(self._tmp.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def converted_path(self, name: str) -> Path:
+        """Where ``prepare(..., name=name)`` keeps its converted model (backends with ``converted_suffix``)."""
+        return self.workdir / f"{safe_name(name)}{self.converted_suffix}"
+
+    def converted(self, name: str, export: Callable[[str], None]) -> Path:
+        """The converted model, exported once and reused by later passes; renamed into place, so a crash leaves no half file."""
+        path = self.converted_path(name)
+        if not path.exists():
+            partial = path.with_name(f"{path.stem}.partial{path.suffix}")
+            export(str(partial))
+            partial.replace(path)
+        return path
 
     @classmethod
     def available(cls) -> str | None:

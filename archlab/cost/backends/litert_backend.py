@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from archlab.convert import FLATBUFFER_LIMIT_BYTES, export_tflite, missing_modules, quiet_fds, safe_name
+from archlab.convert import FLATBUFFER_LIMIT_BYTES, export_tflite, missing_modules, quiet_fds
 from archlab.cost.backends.base import BackendUnavailable, LatencyBackend
 
 
@@ -17,7 +17,7 @@ class LiteRTBackend(LatencyBackend):
 
     name = "litert"
     max_params = int(FLATBUFFER_LIMIT_BYTES * 0.95) // 4  # float32 weights plus the graph must fit 2 GB
-    keeps_converted_models = True
+    converted_suffix = ".tflite"
 
     @classmethod
     def available(cls) -> str | None:
@@ -30,11 +30,7 @@ class LiteRTBackend(LatencyBackend):
             raise BackendUnavailable(f"litert: {reason}")
         from ai_edge_litert.interpreter import Interpreter
 
-        path = self.workdir / f"{safe_name(name)}.tflite"
-        if not path.exists():  # converted once, reused by later passes; renamed into place so a crash leaves no half file
-            partial = path.with_suffix(".partial.tflite")
-            export_tflite(module, inputs, str(partial))
-            partial.replace(path)
+        path = self.converted(name, lambda out: export_tflite(module, inputs, out))
         with quiet_fds():
             interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
             interpreter.allocate_tensors()

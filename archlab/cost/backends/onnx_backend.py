@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from archlab.convert import export_onnx, missing_modules, safe_name
+from archlab.convert import export_onnx, missing_modules
 from archlab.cost.backends.base import BackendUnavailable, LatencyBackend
 
 
@@ -16,7 +16,7 @@ class OnnxRuntimeBackend(LatencyBackend):
     one inter-op thread, sequential execution, all graph optimisations."""
 
     name = "onnxruntime"
-    keeps_converted_models = True
+    converted_suffix = ".onnx"
 
     @classmethod
     def available(cls) -> str | None:
@@ -29,9 +29,7 @@ class OnnxRuntimeBackend(LatencyBackend):
             raise BackendUnavailable(f"onnxruntime: {reason}")
         import onnxruntime as ort
 
-        path = self.workdir / f"{safe_name(name)}.onnx"
-        if not path.exists():
-            export_onnx(module, inputs, str(path))
+        path = self.converted(name, lambda out: export_onnx(module, inputs, out))
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
