@@ -41,6 +41,44 @@ def size_trend(points, params) -> dict[str, float]:
             if ((params >= lo) & (params < hi)).any()}
 
 
+def held_out_rounds(points: dict[str, list], truths: list[float], params: np.ndarray, *, rounds: int, pool: int,
+                    models: int) -> dict[str, dict]:
+    """Per table: held-out accuracy over ``rounds`` rounds, each fitting the overhead (form by
+    leave-one-out) on ``models`` of a random pool of ``pool`` models spread over size, then
+    predicting the models outside the pool; the same pools for every table (paired), the first
+    table the reference for the differences."""
+    rng = np.random.default_rng(0)
+    scores: dict[str, list[dict[str, float]]] = {k: [] for k in points}
+    errors: dict[str, list[list[float]]] = {k: [[] for _ in truths] for k in points}  # held-out errors per model
+    forms: dict[str, dict[str, int]] = {k: {} for k in points}
+    for _ in range(rounds):
+        order = rng.permutation(len(truths))
+        chosen = at_quantiles(sorted(order[:pool], key=lambda i: params[i]), models)
+        test = order[pool:]
+        for name, pts in points.items():
+            overhead, _ = fit_overhead([pts[i] for i in chosen])
+            forms[name][overhead.form] = forms[name].get(overhead.form, 0) + 1
+            predicted = [overhead.apply(pts[i].kind_sums, pts[i].weight_gb) for i in test]
+            scores[name].append(accuracy(predicted, [truths[i] for i in test]))
+            for i, pr in zip(test, predicted):
+                errors[name][i].append(pr / truths[i] - 1)
+    tables: dict[str, dict] = {}
+    first = next(iter(points))
+    for name in points:
+        mean_err = np.array([np.mean(e) if e else np.nan for e in errors[name]])
+        entry = {metric: float(np.mean([s[metric] for s in scores[name]])) for metric in ("within_10", "within_5", "rmspe", "spearman")}
+        entry["forms_chosen"] = forms[name]
+        entry["measured_over_block_sum"] = size_trend(points[name], params)
+        entry["held_out_mean_error_by_size"] = {label: float(np.nanmean(mean_err[(params >= lo) & (params < hi)]))
+                                                for lo, hi, label in SIZE_BINS if ((params >= lo) & (params < hi)).any()}
+        if name != first:
+            d = np.array([s["rmspe"] for s in scores[name]]) - np.array([s["rmspe"] for s in scores[first]])
+            entry[f"rmspe_minus_{Path(first).stem}"] = float(d.mean())
+            entry["better_rmspe_share"] = float(np.mean(d < 0))
+        tables[name] = entry
+    return tables
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("validation", type=Path, help="`archlab table validate ... --json --out` (its models' timings are the truth)")
@@ -57,36 +95,9 @@ def main() -> None:
         if [d.name for d in descs] != [r["name"] for r in report["models"]]:
             raise SystemExit(f"error: --seed: the validation's models are not those seed {a.seed} draws from {path}")
         points[str(path)] = fit_points(table, descs, truths)
-    rng = np.random.default_rng(0)
-    scores: dict[str, list[dict[str, float]]] = {k: [] for k in points}
-    errors: dict[str, list[list[float]]] = {k: [[] for _ in truths] for k in points}  # held-out errors per model
-    forms: dict[str, dict[str, int]] = {k: {} for k in points}
-    for _ in range(a.rounds):
-        order = rng.permutation(len(truths))
-        pool, test = order[:a.pool], order[a.pool:]
-        chosen = at_quantiles(sorted(pool, key=lambda i: params[i]), a.models)
-        for name, pts in points.items():
-            overhead, _ = fit_overhead([pts[i] for i in chosen])
-            forms[name][overhead.form] = forms[name].get(overhead.form, 0) + 1
-            predicted = [overhead.apply(pts[i].kind_sums, pts[i].weight_gb) for i in test]
-            scores[name].append(accuracy(predicted, [truths[i] for i in test]))
-            for i, pr in zip(test, predicted):
-                errors[name][i].append(pr / truths[i] - 1)
     out: dict[str, object] = {"validation": str(a.validation), "rounds": a.rounds, "pool": a.pool, "models": a.models,
-                              "held_out_per_round": len(truths) - a.pool, "tables": {}}
-    first = next(iter(points))
-    for name in points:
-        mean_err = np.array([np.mean(e) if e else np.nan for e in errors[name]])
-        entry = {metric: float(np.mean([s[metric] for s in scores[name]])) for metric in ("within_10", "within_5", "rmspe", "spearman")}
-        entry["forms_chosen"] = forms[name]
-        entry["measured_over_block_sum"] = size_trend(points[name], params)
-        entry["held_out_mean_error_by_size"] = {label: float(np.nanmean(mean_err[(params >= lo) & (params < hi)]))
-                                                for lo, hi, label in SIZE_BINS if ((params >= lo) & (params < hi)).any()}
-        if name != first:
-            d = np.array([s["rmspe"] for s in scores[name]]) - np.array([s["rmspe"] for s in scores[first]])
-            entry[f"rmspe_minus_{Path(first).stem}"] = float(d.mean())
-            entry["better_rmspe_share"] = float(np.mean(d < 0))
-        out["tables"][name] = entry
+                              "held_out_per_round": len(truths) - a.pool,
+                              "tables": held_out_rounds(points, truths, params, rounds=a.rounds, pool=a.pool, models=a.models)}
     print(json.dumps(out, indent=1))
     if a.out is not None:
         a.out.write_text(json.dumps(out, indent=1))

@@ -2,8 +2,9 @@
 
 Offline, on one validation run's whole-model timings (no timing here): each round draws a
 pool of ``--pool`` models from the validated ones; from that pool 8 calibration models are
-taken at random and, separately, at evenly spaced quantiles of weight size (what
-``table build --calibrate`` and ``table calibrate`` now do); each set fits the overhead term
+taken at random and, separately, at evenly spaced quantiles of weight size (the middle of
+each eighth: what ``table build --calibrate`` and ``table calibrate`` now do) and spread to
+include the pool's smallest and largest ("ends"); each set fits the overhead term
 (the form chosen by leave-one-out, as a table build does), and both fits predict the models
 outside the pool. Paired over rounds: the same pool, the same held-out models.
 
@@ -49,14 +50,15 @@ def main() -> None:
         raise SystemExit(f"error: --seed: the validation's models are not those seed {a.seed} draws")
     points = fit_points(table, descs, [r["measured_ms"] for r in report["models"]])
     rng = np.random.default_rng(0)
-    scores: dict[str, list[dict[str, float]]] = {"random": [], "spread": []}
-    forms: dict[str, dict[str, int]] = {"random": {}, "spread": {}}
+    scores: dict[str, list[dict[str, float]]] = {"random": [], "spread": [], "ends": []}
+    forms: dict[str, dict[str, int]] = {"random": {}, "spread": {}, "ends": {}}
     for _ in range(a.rounds):
         order = rng.permutation(len(points))
         pool, test = order[:a.pool], order[a.pool:]
         by_size = sorted(pool, key=lambda i: points[i].weight_gb)
         chosen = {"random": list(rng.choice(pool, a.models, replace=False)),
-                  "spread": at_quantiles(by_size, a.models)}
+                  "spread": at_quantiles(by_size, a.models),
+                  "ends": [by_size[round(i * (len(by_size) - 1) / (a.models - 1))] for i in range(a.models)]}
         for kind, idx in chosen.items():
             overhead, _ = fit_overhead([points[i] for i in idx])
             forms[kind][overhead.form] = forms[kind].get(overhead.form, 0) + 1
@@ -65,11 +67,12 @@ def main() -> None:
     out: dict[str, object] = {"validation": str(a.validation), "rounds": a.rounds, "pool": a.pool, "models": a.models,
                               "held_out_per_round": len(points) - a.pool, "forms_chosen": forms}
     for metric in ("rmspe", "within_10"):
-        r, s = (np.array([x[metric] for x in scores[k]]) for k in ("random", "spread"))
-        d = s - r
-        out[metric] = {"random_mean": float(r.mean()), "spread_mean": float(s.mean()), "spread_minus_random": float(d.mean()),
-                       "sd_over_rounds": float(d.std(ddof=1)), "spread_better_share": float(np.mean(d < 0 if metric == "rmspe" else d > 0)),
-                       "tied_share": float(np.mean(d == 0))}
+        r, sp, e = (np.array([x[metric] for x in scores[k]]) for k in ("random", "spread", "ends"))
+        better = (lambda d: d < 0) if metric == "rmspe" else (lambda d: d > 0)
+        out[metric] = {"random_mean": float(r.mean()), "spread_mean": float(sp.mean()), "ends_mean": float(e.mean()),
+                       "spread_minus_random": float((sp - r).mean()), "sd_over_rounds": float((sp - r).std(ddof=1)),
+                       "spread_better_share": float(np.mean(better(sp - r))), "tied_share": float(np.mean(sp == r)),
+                       "ends_minus_spread": float((e - sp).mean()), "ends_better_share": float(np.mean(better(e - sp)))}
     print(json.dumps(out, indent=1))
     if a.out is not None:
         a.out.write_text(json.dumps(out, indent=1))

@@ -187,6 +187,7 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)  # nothing but JSON on stdout
     assert data["samples"] == 4 and {"within_10", "rmspe", "spearman", "flops_rmspe", "retest_rmspe", "rmspe_over_retest"} <= set(data)
+    assert set(data["table_minus_flops"]) == {"within_10", "within_5", "rmspe", "spearman"}
     stored = json.loads(timings.read_text())
     assert all(len(m["passes"]) == 2 for m in stored["models"].values())
     stamps = {n: [p["measured_at"] for p in m["passes"]] for n, m in stored["models"].items()}
@@ -320,3 +321,55 @@ def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_remo
     timings.run(passes=2, repeats=1, seed=0, show_progress=False)
     assert len(json.loads((tmp_path / "t.json").read_text())["models"]["tiny"]["passes"]) == 2
     assert not kept.exists()  # every pass timed: the converted copy is removed
+
+
+def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_stored_sweep(tmp_path):
+    from archlab.cost.backends import LatencyBackend
+    from archlab.cost.measure import measure_blocks
+
+    class Counting(LatencyBackend):  # times nothing real: records which block was prepared when
+        name = "counting"
+
+        def __init__(self, stop_after=None):
+            super().__init__(threads=1, warmup=0, repeats=4, workdir=tmp_path / "work")
+            self.prepared, self.stop_after = [], stop_after
+
+        def prepare(self, module, inputs, *, name="model"):
+            if len(self.prepared) == self.stop_after:
+                raise KeyboardInterrupt  # the build is killed here
+            self.prepared.append(name)
+            return lambda: None
+
+        def runtime_version(self):
+            return "counting 1"
+
+    table = LatencyTable.create(tmp_path / "t.csv", META)
+    specs = distinct_specs([preset("tiny")])
+    n = len(specs)
+    first = Counting(stop_after=n + 2)  # killed in the second sweep, after two of its blocks
+    with pytest.raises(KeyboardInterrupt):
+        measure_blocks(table, first, specs, show_progress=False)
+    assert sorted(first.prepared[:n]) == sorted(specs)  # the first sweep times every block once
+    assert first.prepared[n:] != first.prepared[:2]  # the second runs in another order
+    assert len(LatencyTable.read(table.path)) == 2  # rows land when a block's last sweep is done
+    table = LatencyTable.read(table.path)
+    second = Counting()
+    assert measure_blocks(table, second, specs, show_progress=False) == n - 2
+    assert sorted(second.prepared) == sorted(set(specs) - set(first.prepared[n:]))  # stored sweeps are not re-timed
+    table = LatencyTable.read(table.path)
+    assert len(table) == n and set(table.rows["repeats"]) == {4}  # 2 samples from each of the 2 sweeps
+    assert not (tmp_path / "t.csv.sweeps.jsonl").exists()
+
+
+def test_the_table_is_compared_with_flops_beyond_noise_by_a_paired_bootstrap():
+    from archlab.cost.measure import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    measured = rng.uniform(100, 500, 30)
+    close, far = measured * (1 + rng.normal(0, 0.02, 30)), measured * (1 + rng.normal(0, 0.15, 30))
+    same = paired_bootstrap(close, close, measured)
+    assert all(v["difference"] == 0 and v["se"] == 0 for v in same.values())
+    better = paired_bootstrap(close, far, measured)
+    assert better["rmspe"]["ci95"][1] < 0 < better["within_10"]["ci95"][0]  # beyond noise, both ways round
+    assert better["rmspe"]["difference"] == pytest.approx(np.sqrt(np.mean((close / measured - 1) ** 2))
+                                                          - np.sqrt(np.mean((far / measured - 1) ** 2)))

@@ -120,10 +120,14 @@ def validate_cmd(
     if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=2))
         return
-    t = Table("figure", "table", "FLOPs baseline", *(["re-measurement (pass 1 vs 2)"] if passes >= 2 else []))
+    t = Table("figure", "table", "FLOPs baseline", "table - FLOPs (+- bootstrap se)",
+              *(["re-measurement (pass 1 vs 2)"] if passes >= 2 else []))
     for k, label in (("within_10", "within +-10%"), ("within_5", "within +-5%"), ("rmspe", "RMSPE"), ("spearman", "Spearman")):
         fmt = "{:.1%}" if k != "spearman" else "{:.3f}"
-        t.add_row(label, fmt.format(result[k]), fmt.format(result[f"flops_{k}"]), *([fmt.format(result[f"retest_{k}"])] if passes >= 2 else []))
+        diff = result["table_minus_flops"][k]
+        t.add_row(label, fmt.format(result[k]), fmt.format(result[f"flops_{k}"]),
+                  f"{fmt.format(diff['difference'])} +- {fmt.format(diff['se'])}",
+                  *([fmt.format(result[f"retest_{k}"])] if passes >= 2 else []))
     out_console.print(t)
 
 
