@@ -29,14 +29,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from archlab.cost.backends import get_backend
 from archlab.cost.measure import ModelTimings, fit_points, measure_blocks, open_for_build, sample_table_models
 from archlab.cost.predict import count
 from archlab.cost.sources import source_specs
 from block_timing_choice import held_out_rounds  # sibling scripts (benchmarks/ is on sys.path when run)
-from latency_unseen_space import SPACE
+from latency_unseen_space import SPACE, write_space
 
 PROTOCOLS = {"grouped": 12, "swept": None}  # keys per pass group (None: every block)
 
@@ -60,9 +59,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("out/block_sweeps"))
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    a.work.mkdir(parents=True, exist_ok=True)
-    space_file = a.work / "unseen.yaml"
-    space_file.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    space_file = write_space(a.work)
     specs, _, _ = source_specs([str(space_file)])
     tables: dict[str, list] = {name: [] for name in PROTOCOLS}
     minutes: dict[str, list[float]] = {name: [] for name in PROTOCOLS}

@@ -38,6 +38,14 @@ SPACE = {
 }
 
 
+def write_space(work: Path) -> Path:
+    """The space as a YAML file in ``work`` (made if missing), as archlab reads a user's."""
+    work.mkdir(parents=True, exist_ok=True)
+    space_file = work / "unseen.yaml"
+    space_file.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    return space_file
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--backend", default="torch-cpu")
@@ -49,9 +57,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("out/unseen"))
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    a.work.mkdir(parents=True, exist_ok=True)
-    space_file = a.work / "unseen.yaml"
-    space_file.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    space_file = write_space(a.work)
     start = time.perf_counter()
     specs, spaces, _ = source_specs([str(space_file)])
     backend = get_backend(a.backend, threads=a.threads, warmup=2, repeats=8, cold=a.cold, workdir=a.work / f"{a.backend}.work")
