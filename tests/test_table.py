@@ -361,6 +361,43 @@ def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_s
     assert not (tmp_path / "t.csv.sweeps.jsonl").exists()
 
 
+def test_a_build_killed_between_a_blocks_last_sweep_and_its_row_writes_the_row_on_resume(tmp_path, monkeypatch):
+    from archlab.cost.backends import LatencyBackend
+    from archlab.cost.measure import measure_blocks
+
+    class Instant(LatencyBackend):
+        name = "instant"
+
+        def __init__(self):
+            super().__init__(threads=1, warmup=0, repeats=2, workdir=tmp_path / "work")
+            self.prepared = []
+
+        def prepare(self, module, inputs, *, name="model"):
+            self.prepared.append(name)
+            return lambda: None
+
+        def runtime_version(self):
+            return "instant 1"
+
+    table = LatencyTable.create(tmp_path / "t.csv", META)
+    specs = distinct_specs([preset("tiny")])
+
+    def killed(*args, **kwargs):  # the kill lands after the last sweep's samples are stored
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(table, "append", killed)
+    first = Instant()
+    with pytest.raises(KeyboardInterrupt):
+        measure_blocks(table, first, specs, show_progress=False)
+    stored_last = first.prepared[-1]
+    table = LatencyTable.read(table.path)
+    assert len(table) == 0
+    second = Instant()
+    assert measure_blocks(table, second, specs, show_progress=False) == len(specs)
+    assert stored_last not in second.prepared[len(specs) - 1:]  # its last sweep is not timed again
+    assert len(LatencyTable.read(table.path)) == len(specs)
+
+
 def test_the_table_is_compared_with_flops_beyond_noise_by_a_paired_bootstrap():
     from archlab.cost.measure import paired_bootstrap
 

@@ -162,15 +162,14 @@ def measure_blocks(table: LatencyTable, backend: LatencyBackend, specs: dict[str
             for p in range(passes):
                 order = keys if p == 0 else [keys[int(i)] for i in rng.permutation(len(keys))]
                 for key in order:
-                    if sweeps.has(key, p):
-                        continue
-                    progress.update(task, current=f"sweep {p + 1}/{passes} " + key.split("|")[0][:50])
-                    torch.manual_seed(0)
-                    run = backend.prepare(specs[key].module(), specs[key].inputs(), name=key)
-                    sweeps.add(key, p, backend.measure(run, repeats=per_pass).samples_ms)
-                    del run
-                    progress.advance(task)
-                    if p == passes - 1:
+                    if not sweeps.has(key, p):
+                        progress.update(task, current=f"sweep {p + 1}/{passes} " + key.split("|")[0][:50])
+                        torch.manual_seed(0)
+                        run = backend.prepare(specs[key].module(), specs[key].inputs(), name=key)
+                        sweeps.add(key, p, backend.measure(run, repeats=per_pass).samples_ms)
+                        del run
+                        progress.advance(task)
+                    if p == passes - 1:  # also when a killed build stored this sweep but not the row
                         timing = Timing.from_samples(sweeps.samples(key))
                         table.append(key, specs[key].kind, timing.median_ms, timing.spread_ms, timing.min_ms, len(timing.samples_ms))
     sweeps.remove()
