@@ -323,19 +323,19 @@ def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_remo
     assert not kept.exists()  # every pass timed: the converted copy is removed
 
 
-def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_stored_sweep(tmp_path):
+def _counting_backend(workdir, stop_after=None):
+    """A backend that times nothing real: it records which block was prepared when, and is killed after ``stop_after``."""
     from archlab.cost.backends import LatencyBackend
-    from archlab.cost.measure import measure_blocks
 
-    class Counting(LatencyBackend):  # times nothing real: records which block was prepared when
+    class Counting(LatencyBackend):
         name = "counting"
 
-        def __init__(self, stop_after=None):
-            super().__init__(threads=1, warmup=0, repeats=4, workdir=tmp_path / "work")
-            self.prepared, self.stop_after = [], stop_after
+        def __init__(self):
+            super().__init__(threads=1, warmup=0, repeats=4, workdir=workdir)
+            self.prepared = []
 
         def prepare(self, module, inputs, *, name="model"):
-            if len(self.prepared) == self.stop_after:
+            if len(self.prepared) == stop_after:
                 raise KeyboardInterrupt  # the build is killed here
             self.prepared.append(name)
             return lambda: None
@@ -343,17 +343,23 @@ def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_s
         def runtime_version(self):
             return "counting 1"
 
+    return Counting()
+
+
+def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_stored_sweep(tmp_path):
+    from archlab.cost.measure import measure_blocks
+
     table = LatencyTable.create(tmp_path / "t.csv", META)
     specs = distinct_specs([preset("tiny")])
     n = len(specs)
-    first = Counting(stop_after=n + 2)  # killed in the second sweep, after two of its blocks
+    first = _counting_backend(tmp_path / "work", stop_after=n + 2)  # killed in the second sweep, after two of its blocks
     with pytest.raises(KeyboardInterrupt):
         measure_blocks(table, first, specs, show_progress=False)
     assert sorted(first.prepared[:n]) == sorted(specs)  # the first sweep times every block once
     assert first.prepared[n:] != first.prepared[:2]  # the second runs in another order
     assert len(LatencyTable.read(table.path)) == 2  # rows land when a block's last sweep is done
     table = LatencyTable.read(table.path)
-    second = Counting()
+    second = _counting_backend(tmp_path / "work")
     assert measure_blocks(table, second, specs, show_progress=False) == n - 2
     assert sorted(second.prepared) == sorted(set(specs) - set(first.prepared[n:]))  # stored sweeps are not re-timed
     table = LatencyTable.read(table.path)
@@ -362,40 +368,26 @@ def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_s
 
 
 def test_a_build_killed_between_a_blocks_last_sweep_and_its_row_writes_the_row_on_resume(tmp_path, monkeypatch):
-    from archlab.cost.backends import LatencyBackend
     from archlab.cost.measure import measure_blocks
-
-    class Instant(LatencyBackend):
-        name = "instant"
-
-        def __init__(self):
-            super().__init__(threads=1, warmup=0, repeats=2, workdir=tmp_path / "work")
-            self.prepared = []
-
-        def prepare(self, module, inputs, *, name="model"):
-            self.prepared.append(name)
-            return lambda: None
-
-        def runtime_version(self):
-            return "instant 1"
 
     table = LatencyTable.create(tmp_path / "t.csv", META)
     specs = distinct_specs([preset("tiny")])
+    n = len(specs)
 
-    def killed(*args, **kwargs):  # the kill lands after the last sweep's samples are stored
+    def killed(*args, **kwargs):  # the kill lands after the last sweep's samples are stored, before the row
         raise KeyboardInterrupt
 
     monkeypatch.setattr(table, "append", killed)
-    first = Instant()
+    first = _counting_backend(tmp_path / "work")
     with pytest.raises(KeyboardInterrupt):
         measure_blocks(table, first, specs, show_progress=False)
-    stored_last = first.prepared[-1]
+    assert len(first.prepared) == n + 1  # the whole first sweep, one block of the second
     table = LatencyTable.read(table.path)
     assert len(table) == 0
-    second = Instant()
-    assert measure_blocks(table, second, specs, show_progress=False) == len(specs)
-    assert stored_last not in second.prepared[len(specs) - 1:]  # its last sweep is not timed again
-    assert len(LatencyTable.read(table.path)) == len(specs)
+    second = _counting_backend(tmp_path / "work")
+    assert measure_blocks(table, second, specs, show_progress=False) == n
+    assert len(second.prepared) == n - 1 and first.prepared[-1] not in second.prepared  # its stored sweep is not re-timed
+    assert len(LatencyTable.read(table.path)) == n
 
 
 def test_the_table_is_compared_with_flops_beyond_noise_by_a_paired_bootstrap():
