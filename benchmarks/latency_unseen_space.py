@@ -66,7 +66,7 @@ def main() -> None:
     measure_blocks(table, backend, specs)
     built = time.perf_counter()
     if len((table.metadata.get("overhead") or {}).get("models", [])) != a.calibrate:
-        calibrate(table, backend, sample_table_models(table, n=a.calibrate, seed=0, spread=True), seed=0)  # as `table build` does
+        calibrate(table, backend, sample_table_models(table, n=a.calibrate, seed=0, pick="spread"), seed=0)  # as `table build` does
     calibrated = time.perf_counter()
     descs = sample_table_models(table, n=a.samples, seed=a.validation_seed)
     validator = get_backend(a.backend, threads=a.threads, warmup=1, repeats=3, cold=False, workdir=a.work / f"{a.backend}.vwork")

@@ -88,6 +88,8 @@ def validate_cmd(
     samples: int = typer.Option(30, help="Architectures to measure end to end."),
     seed: int = typer.Option(1, help="Sampling seed; use one other than the table's calibration seed."),
     max_params: Optional[float] = typer.Option(None, help="Only sample architectures with at most this many parameters."),
+    pick: str = typer.Option("random", help="random: as the space samples them; disagreement: where the table and the "
+                                            "FLOPs baseline disagree most (which of the two is right)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
     repeats: int = typer.Option(3, help="Timed runs per architecture and pass (after 1 warm-up run)."),
     passes: int = typer.Option(2, help="Times each architecture is timed, interleaved with the others (2: test-retest)."),
@@ -107,14 +109,14 @@ def validate_cmd(
     cal_seed = (table.metadata.get("overhead") or {}).get("seed")
     if cal_seed == seed:
         raise ConfigError("seed", f"{seed} is the seed the table's overhead was fitted with; pick another")
-    descs = sample_table_models(table, n=samples, seed=seed, space=space, max_params=max_params)
+    descs = sample_table_models(table, n=samples, seed=seed, space=space, max_params=max_params, pick=pick)
     store = timings or (out.with_suffix(".timings.json") if out else None)
     runtime = backend_for(table, warmup=1, repeats=repeats, workdir=store.with_suffix(".work") if store else None)
     try:
         result = validate(table, runtime, descs, seed=seed, timings_path=store, passes=passes, show_progress=progress)
     finally:
         runtime.close()  # also on --json and on errors
-    result["seed"] = seed
+    result.update(seed=seed, pick=pick)
     if out is not None:
         out.write_text(json.dumps(result, indent=1))
     if as_json:
@@ -129,6 +131,9 @@ def validate_cmd(
                   f"{fmt.format(diff['difference'])} +- {fmt.format(diff['se'])}",
                   *([fmt.format(result[f"retest_{k}"])] if passes >= 2 else []))
     out_console.print(t)
+    closer = result["table_closer"]
+    out_console.print(f"{result['samples']} models ({pick}); the table is closer than FLOPs on "
+                      f"{closer['share']:.0%} of them (+- {closer['se']:.0%}; sign test p = {closer['sign_test_p']:.2g})")
 
 
 @table_app.command("calibrate")
@@ -140,21 +145,30 @@ def calibrate_cmd(
     seed: int = typer.Option(0, help="Sampling seed for the calibration models."),
     statistic: Optional[str] = typer.Option(None, help="Predict from block medians or minima (median | min); default: the table's."),
     repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
+    refit: bool = typer.Option(False, "--refit", help="Time nothing: fit again on the calibration models already timed "
+                                                      "(after a change of the fitting rule; any machine)."),
     progress: bool = typer.Option(True),
 ) -> None:
     """Refit a table's overhead term (and optionally switch its statistic) without re-measuring blocks.
 
     Every block of the calibration models is checked to be in the table before anything is timed.
     """
-    from archlab.cost.measure import backend_for, calibrate as fit, sample_table_models
+    from archlab.cost.measure import backend_for, calibrate as fit, refit as fit_stored, sample_table_models
     from archlab.cost.table import STATISTICS, LatencyTable
 
     table = LatencyTable.load(table_file)
+    if refit:
+        if statistic is not None:
+            raise ConfigError("--statistic", "cannot change with --refit (the stored timings are of the table's statistic)")
+        fit_stored(table)
+        err_console.print(f"overhead ({table.statistic}): {describe_overhead(table)} "
+                          f"(refitted on {len(table.metadata['overhead']['models'])} stored models)")
+        return
     if statistic is not None and statistic not in STATISTICS:
         raise ConfigError("--statistic", f"{statistic!r} is not one of {', '.join(STATISTICS)}")
     runtime = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=repeats)
     try:
-        descs = sample_table_models(table, n=models, seed=seed, space=space, spread=True)
+        descs = sample_table_models(table, n=models, seed=seed, space=space, pick="spread")
         if statistic is not None:
             table.metadata["statistic"] = statistic
             table.save()

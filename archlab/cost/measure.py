@@ -25,7 +25,7 @@ from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import DTYPE_BYTES, Predictor, count
-from archlab.cost.table import IDENTITY, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now
+from archlab.cost.table import IDENTITY, RICHER_FORM_SE, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now
 from archlab.errors import ConfigError
 
 
@@ -78,28 +78,67 @@ def table_space(table: LatencyTable, space: str | None = None):
     return spaces[0]
 
 
+PICKS = ("random", "spread", "disagreement")
+
+
 def sample_table_models(table: LatencyTable, *, n: int, seed: int, space: str | None = None,
-                        max_params: float | None = None, spread: bool = False) -> list[Description]:
+                        max_params: float | None = None, pick: str = "random") -> list[Description]:
     """``n`` whole models (to calibrate or validate on) sampled from the table's own space unless
     ``space`` is given, within the runtime's size limit; checked to be predictable from the
-    table before anything is timed. ``spread``: at quantiles of size (calibration), else as the
-    space samples them (validation: its figures are for the space's own distribution)."""
+    table before anything is timed. ``pick``:
+
+    - ``random``: as the space samples them (validation: its figures are for the space's own distribution);
+    - ``spread``: at quantiles of size (calibration);
+    - ``disagreement``: the models, of a pool of ``DISAGREEMENT_POOL x n``, on which the table and
+      the FLOPs baseline disagree most, half where the table predicts more, half less. On random
+      models the two can agree too closely to be told apart; where they disagree, one is wrong,
+      and measuring says which.
+    """
     from archlab.cost.backends import BACKENDS
     from archlab.cost.sources import spread_by_size
 
+    if pick not in PICKS:
+        raise ConfigError("--pick", f"{pick!r} is not one of {', '.join(PICKS)}")
     sampled = table_space(table, space)
     runtime = BACKENDS.get(str(table.metadata.get("runtime")))
     limits = [x for x in (max_params, runtime.max_params if runtime else None) if x is not None]
     if limits:
         sampled = sampled.with_constraints(max_params=min(limits))
-    descs = spread_by_size(sampled, n, seed) if spread else [d for _, d in sampled.samples(n, seed)]
     predictor = Predictor([table], check_device=False)
+    if pick == "spread":
+        descs = spread_by_size(sampled, n, seed)
+    elif pick == "disagreement":
+        descs = most_disagreeing(table, predictor, [d for _, d in sampled.samples(DISAGREEMENT_POOL * n, seed)], n)
+    else:
+        descs = [d for _, d in sampled.samples(n, seed)]
     missing: dict[str, None] = {}
     for d in descs:
         missing.update(dict.fromkeys(predictor.missing(d).get(table.label, {})))
     if missing:
         raise MissingBlocks(list(missing), table.name)
     return descs
+
+
+DISAGREEMENT_POOL = 100  # candidates per model picked: 3000 for 30 take ~4 s to predict
+
+
+def most_disagreeing(table: LatencyTable, predictor: Predictor, pool: Sequence[Description], n: int) -> list[Description]:
+    """The ``n`` of ``pool`` with the largest log(table / FLOPs baseline) prediction, ceil(n/2) of
+    them where the table predicts more and the rest where it predicts less (in pool order)."""
+    missing: dict[str, None] = {}
+    for d in pool:
+        missing.update(dict.fromkeys(predictor.missing(d).get(table.label, {})))
+    if missing:
+        raise MissingBlocks(list(missing), table.name)
+    a, b = flops_baseline(table)
+    ratio = []
+    for d in pool:
+        c = predictor.breakdown(d)
+        ratio.append(math.log(c.latency_ms[table.label] / (a + b * c.gflops)))
+    order = np.argsort(ratio, kind="stable")
+    above = [i for i in order[::-1] if ratio[i] > 0][: (n + 1) // 2]
+    below = [i for i in order if ratio[i] <= 0][: n - len(above)]
+    return [pool[i] for i in sorted([*above, *below])]
 
 
 def backend_for(table: LatencyTable, *, warmup: int, repeats: int, workdir: str | Path | None = None) -> LatencyBackend:
@@ -351,15 +390,34 @@ def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Desc
     timings = ModelTimings(None, backend, descs, batch=int(table.metadata["batch"]))
     timings.run(passes=passes, repeats=max(1, math.ceil(backend.repeats / passes)), seed=seed, show_progress=show_progress,
                 label="calibration models")
+    store_fit(table, descs, [timings.truth(d, table.statistic) for d in descs], seed=seed)
+
+
+def refit(table: LatencyTable) -> None:
+    """Fit the overhead term again from the calibration models the table has already timed
+    (after a change of the fitting rule): times nothing, so it works on any machine."""
+    stored = (table.metadata.get("overhead") or {}).get("models") or []
+    if not stored or not all("description" in m for m in stored):
+        raise ConfigError(f"{table.path}: metadata.overhead.models", "hold no timed descriptions to refit from; "
+                          "run `archlab table calibrate` without --refit")
+    if table.metadata["overhead"].get("statistic", table.statistic) != table.statistic:
+        raise ConfigError(f"{table.path}: metadata.statistic", "differs from the one the calibration models were timed "
+                          "with; recalibrate without --refit")
+    store_fit(table, [description_from_dict(m["description"]) for m in stored], [m["measured_ms"] for m in stored],
+              seed=table.metadata["overhead"].get("seed"))
+
+
+def store_fit(table: LatencyTable, descs: Sequence[Description], truths: Sequence[float], *, seed: int | None) -> None:
+    """Fit the overhead term on timed whole models; store the fit, its choice and its models in the table."""
     stat = table.statistic
-    truths = [timings.truth(d, stat) for d in descs]
     points = fit_points(table, descs, truths)
     overhead, loo = fit_overhead(points)
     predictor = Predictor([table], check_device=False)
     table.metadata["overhead"] = {
         **overhead.to_metadata(), "seed": seed, "statistic": stat,
         "fitted": f"least squares on relative errors, measured ({stat}) = intercept + scales x block {stat}s by kind "
-                  "[+ per_gb x weight GB]; the form with the lowest leave-one-out RMSPE (the simpler within 5%)",
+                  "[+ per_gb x weight GB]; the simplest form unless a richer one's leave-one-out squared "
+                  f"errors are lower by more than {RICHER_FORM_SE:g} paired standard errors",
         "leave_one_out_rmspe": loo,
         "models": [{"name": d.name, "block_sum_ms": round(sum(p.kind_sums), 3), "weight_gb": round(p.weight_gb, 4),
                     "measured_ms": round(t, 3), "gflops": round(predictor.score(d).gflops, 3), "description": d.to_dict()}
@@ -409,6 +467,20 @@ def paired_bootstrap(predicted: Sequence[float], baseline: Sequence[float], meas
     return out
 
 
+def closer_share(predicted: Sequence[float], baseline: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """The share of models ``predicted`` is closer to than ``baseline`` (ties count half), with its
+    binomial standard error and a two-sided sign test's p-value against 0.5 (no better): on
+    models picked where the two disagree, it says which one to trust."""
+    from scipy.stats import binomtest
+
+    p, b, m = (np.asarray(x, float) for x in (predicted, baseline, measured))
+    closer, farther = int(np.sum(np.abs(p - m) < np.abs(b - m))), int(np.sum(np.abs(p - m) > np.abs(b - m)))
+    share = (closer + 0.5 * (len(m) - closer - farther)) / len(m) if len(m) else float("nan")
+    return {"share": share, "se": math.sqrt(share * (1 - share) / len(m)) if len(m) else float("nan"),
+            "closer": closer, "farther": farther,
+            "sign_test_p": float(binomtest(closer, closer + farther).pvalue) if closer + farther else 1.0}
+
+
 def flops_baseline(table: LatencyTable) -> tuple[float, float]:
     """``latency = a + b x GFLOPs`` fitted (relative least squares) on the table's calibration models."""
     calib = (table.metadata.get("overhead") or {}).get("models") or []
@@ -446,7 +518,8 @@ def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Descr
     truth = [r["measured_ms"] for r in rows]
     predicted, flops = [r["predicted_ms"] for r in rows], [r["flops_predicted_ms"] for r in rows]
     result = {**accuracy(predicted, truth), **{f"flops_{k}": v for k, v in accuracy(flops, truth).items()},
-              "table_minus_flops": paired_bootstrap(predicted, flops, truth, seed=seed)}
+              "table_minus_flops": paired_bootstrap(predicted, flops, truth, seed=seed),
+              "table_closer": closer_share(predicted, flops, truth)}
     if passes >= 2:
         retest = accuracy([r["passes_ms"][0] for r in rows], [r["passes_ms"][1] for r in rows])
         result.update({f"retest_{k}": v for k, v in retest.items()})
