@@ -4,14 +4,15 @@ Offline, on one validation run's whole-model timings (no timing here): the same 
 are predicted from each table's block figures (e.g. one built as usual and one built with
 ``--cold``, which flushes the caches before every timed run of a block). The tables'
 own calibrations are set aside: each round draws a pool of ``--pool`` models, fits the
-overhead term on ``--models`` of them spread over weight size (the form chosen by
-leave-one-out, as a table build does) and predicts the models outside the pool. Paired over
+overhead term on ``--models`` of them spread over weight size (the form chosen as a table
+build does: ``fit_overhead``; its committed result predates the 2026-11-24 evening rule,
+see benchmarks/overhead_form_choice.py) and predicts the models outside the pool. Paired over
 rounds: every table gets the same pools and held-out models. Also reported per table: the
 raw ratio measured / block sum by size (no fit), where a size trend is the systematic
 error a warm block timing would leave.
 
-    .venv/bin/python benchmarks/block_timing_choice.py benchmarks/results/validate_torch-cpu.json \\
-        latency_tables/x86-2core_torch-cpu.csv out/cold/torch-cpu-cold.csv --seed 1 \\
+    .venv/bin/python benchmarks/block_timing_choice.py benchmarks/results/validate_torch-cpu_2026-11-24-0224.json \\
+        benchmarks/results/previous_2026-11-24-0224_torch-cpu.csv out/cold/torch-cpu-warm.csv out/cold/torch-cpu-cold.csv --seed 1 \\
         --out benchmarks/results/block_timing_choice.json
 
 The rounds share models, so they are not independent: read the mean difference with the

@@ -5,11 +5,13 @@ pool of ``--pool`` models from the validated ones; from that pool 8 calibration 
 taken at random and, separately, at evenly spaced quantiles of weight size (the middle of
 each eighth: what ``table build --calibrate`` and ``table calibrate`` now do) and spread to
 include the pool's smallest and largest ("ends"); each set fits the overhead term
-(the form chosen by leave-one-out, as a table build does), and both fits predict the models
-outside the pool. Paired over rounds: the same pool, the same held-out models.
+(the form chosen as a table build does: ``fit_overhead``), and both fits predict the models
+outside the pool. Paired over rounds: the same pool, the same held-out models. The results
+in benchmarks/results were computed before 2026-11-24 evening, when ``fit_overhead`` still
+took the form with the lowest leave-one-out error (see benchmarks/overhead_form_choice.py).
 
-    .venv/bin/python benchmarks/calibration_choice.py latency_tables/x86-2core_torch-cpu.csv \
-        benchmarks/results/validate_torch-cpu.json --seed 1 --out benchmarks/results/calibration_choice.json
+    .venv/bin/python benchmarks/calibration_choice.py benchmarks/results/previous_2026-11-24-pm_torch-cpu.csv \
+        benchmarks/results/validate_torch-cpu_2026-11-24-pm.json --seed 1 --out benchmarks/results/calibration_choice_2026-11-24-pm.json
 
 The rounds share models, so they are not independent: read the mean difference with the
 share of rounds each way, not as a standard error.
