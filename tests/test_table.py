@@ -206,6 +206,13 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
     again = json.loads(runner.invoke(app, args).stdout)  # resumed: nothing re-timed, same figures
     assert again["rmspe"] == data["rmspe"]
     assert {n: [p["measured_at"] for p in m["passes"]] for n, m in json.loads(timings.read_text())["models"].items()} == stamps
+    from archlab.cost.measure import ModelTimings, score
+
+    stored_timings = ModelTimings.stored(json.loads(timings.read_text()))  # scored again with no backend: same figures
+    rescored = score(LatencyTable.read(out), stored_timings, stored_timings.descs, seed=5)
+    shared = set(rescored) & set(data)
+    assert {"rmspe", "flops_spearman", "retest_rmspe", "table_minus_flops", "table_closer"} <= shared
+    assert {k: rescored[k] for k in shared} == {k: data[k] for k in shared}
     checked = runner.invoke(app, ["table", "check", str(out), "--models", "2", "--repeats", "1", "--json"])
     assert checked.exit_code == 0, checked.output
     report = json.loads(checked.stdout)
@@ -217,6 +224,20 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
     refitted = runner.invoke(app, ["table", "calibrate", str(out), "--refit"])  # times nothing: same models, same fit
     assert refitted.exit_code == 0 and "refitted on 5 stored models" in refitted.stderr, refitted.output
     assert LatencyTable.read(out).metadata["overhead"] == before
+    joint_timings = tmp_path / "joint.timings.json"
+    joint = runner.invoke(app, ["table", "validate", str(out), "--samples", "3", "--seed", "6", "--repeats", "1", "--json",
+                                "--timings", str(joint_timings), "--recalibrate"])
+    assert joint.exit_code == 0 and "refitted on 5 calibration models" in joint.stderr, joint.output
+    joint_result = json.loads(joint.stdout)
+    assert joint_result["calibration"] == "refitted on 5 models timed in the same passes"
+    assert joint_result["as_stored"]["overhead"] == {k: v for k, v in before.items() if k != "models"}  # the old fit, same timings
+    assert joint_result["as_stored"]["samples"] == 3
+    timed = json.loads(joint_timings.read_text())["models"]
+    assert len(timed) == 8 and all(len(m["passes"]) == 2 for m in timed.values())  # calibration and validation, interleaved
+    after = LatencyTable.read(out).metadata["overhead"]
+    assert after["seed"] == 2 and [m["name"] for m in after["models"]] == [m["name"] for m in before["models"]]
+    assert [m["measured_ms"] for m in after["models"]] == [round(min(p["min_ms"] for p in timed[m["name"]]["passes"]), 3)
+                                                          for m in after["models"]]  # refitted on the new timings
     both = runner.invoke(app, ["table", "calibrate", str(out), "--refit", "--statistic", "median"])
     assert both.exit_code == 2 and "--statistic" in both.stderr
     wrong = runner.invoke(app, ["table", "calibrate", str(out), "--space", "mobilediffusion", "--models", "2"])
@@ -246,6 +267,13 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
         refused = runner.invoke(app, command)
         assert refused.exit_code == 2 and "measured on another machine" in refused.stderr, command
         assert refused.stderr.count("\n") == 1
+
+
+def test_recalibrating_in_a_validation_refuses_a_model_in_both_sets_before_timing(tmp_path):
+    from archlab.cost.measure import validate
+
+    with pytest.raises(ConfigError, match="recalibrate: calibration and validation models must differ; both hold"):
+        validate(_filled(tmp_path), None, [preset("tiny")], seed=1, recalibrate=[preset("tiny")])
 
 
 def test_same_hardware_but_slower_reference_is_named_as_such():

@@ -313,6 +313,18 @@ class ModelTimings:
             if description_from_dict(entry["description"]) != d:
                 raise ConfigError(str(self.path), f"holds another model called {d.name}; use another file")
 
+    @classmethod
+    def stored(cls, data: dict[str, Any]) -> "ModelTimings":
+        """Timings already measured (a timings file's contents), read only: no backend, so they
+        can be scored again on any machine (``benchmarks/pool_validations.py``)."""
+        timings = cls.__new__(cls)
+        timings.path, timings.backend, timings.data = None, None, data
+        timings.descs = [description_from_dict(m["description"]) for m in data["models"].values()]
+        return timings
+
+    def description(self, name: str) -> Description:
+        return description_from_dict(self.data["models"][name]["description"])
+
     def run(self, *, passes: int, repeats: int, seed: int, show_progress: bool = True, label: str = "models") -> None:
         self.check_disk(passes)
         rng = np.random.default_rng(seed)
@@ -393,18 +405,23 @@ def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Desc
     store_fit(table, descs, [timings.truth(d, table.statistic) for d in descs], seed=seed)
 
 
+def stored_calibration(table: LatencyTable) -> tuple[list[Description], list[float]]:
+    """The calibration models the table's overhead term was fitted on, and their stored times."""
+    stored = (table.metadata.get("overhead") or {}).get("models") or []
+    if not stored or not all("description" in m for m in stored):
+        raise ConfigError(f"{table.path}: metadata.overhead.models", "hold no timed descriptions; "
+                          "run `archlab table calibrate` first")
+    return [description_from_dict(m["description"]) for m in stored], [m["measured_ms"] for m in stored]
+
+
 def refit(table: LatencyTable) -> None:
     """Fit the overhead term again from the calibration models the table has already timed
     (after a change of the fitting rule): times nothing, so it works on any machine."""
-    stored = (table.metadata.get("overhead") or {}).get("models") or []
-    if not stored or not all("description" in m for m in stored):
-        raise ConfigError(f"{table.path}: metadata.overhead.models", "hold no timed descriptions to refit from; "
-                          "run `archlab table calibrate` without --refit")
+    descs, truths = stored_calibration(table)
     if table.metadata["overhead"].get("statistic", table.statistic) != table.statistic:
         raise ConfigError(f"{table.path}: metadata.statistic", "differs from the one the calibration models were timed "
                           "with; recalibrate without --refit")
-    store_fit(table, [description_from_dict(m["description"]) for m in stored], [m["measured_ms"] for m in stored],
-              seed=table.metadata["overhead"].get("seed"))
+    store_fit(table, descs, truths, seed=table.metadata["overhead"].get("seed"))
 
 
 def store_fit(table: LatencyTable, descs: Sequence[Description], truths: Sequence[float], *, seed: int | None) -> None:
@@ -493,7 +510,8 @@ def flops_baseline(table: LatencyTable) -> tuple[float, float]:
 
 
 def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
-             timings_path: str | Path | None = None, passes: int = 2, show_progress: bool = True) -> dict[str, Any]:
+             timings_path: str | Path | None = None, passes: int = 2, show_progress: bool = True,
+             recalibrate: Sequence[Description] = ()) -> dict[str, Any]:
     """Predicted vs measured end to end for the table, a FLOPs-only baseline, and re-measurement.
 
     Every model is timed ``passes`` times, interleaved with the others (stored in
@@ -502,10 +520,40 @@ def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Descr
     noise floor no predictor can beat. The FLOPs baseline is fitted on the same calibration
     models as the table's overhead term; ``table_minus_flops`` gives each figure's difference
     with its paired-bootstrap standard error (is the table better beyond noise?).
+
+    ``recalibrate``: calibration models timed in the same interleaved passes as the validated
+    ones; the overhead term (and the FLOPs baseline) is refitted on them and saved in the
+    table before anything is scored (its stored calibration seed is kept). A host whose speed
+    drifts between a calibration and a validation minutes apart shifts every model alike,
+    which no predictor can know; timed together, the two see the same host, and what is left
+    is the table's own error. The figures under the fit the table had, on the same timings,
+    are in ``as_stored``.
     """
+    calibration = list(recalibrate)
+    clash = {d.name for d in calibration} & {d.name for d in descs}
+    if clash:
+        raise ConfigError("recalibrate", f"calibration and validation models must differ; both hold {sorted(clash)[0]}")
+    timings = ModelTimings(timings_path, backend, [*calibration, *descs], batch=int(table.metadata["batch"]))
+    timings.run(passes=passes, repeats=backend.repeats, seed=seed, show_progress=show_progress,
+                label="calibration and validation models" if calibration else "validation models")
+    if not calibration:
+        return {**score(table, timings, descs, seed=seed), "calibration": "as stored in the table"}
+    stored_fit = table.metadata.get("overhead") or {}
+    as_stored = score(table, timings, descs, seed=seed)
+    store_fit(table, calibration, [timings.truth(d, table.statistic) for d in calibration],
+              seed=stored_fit.get("seed"))  # the seed they were sampled with, if any
+    result = {**score(table, timings, descs, seed=seed),
+              "calibration": f"refitted on {len(calibration)} models timed in the same passes"}
+    # the fit the table had, on the same timings: how much of its error was the host's drift since
+    result["as_stored"] = {**{k: v for k, v in as_stored.items() if k not in ("table", "backend", "device")},
+                           "calibration": "as stored in the table",
+                           "overhead": {k: v for k, v in stored_fit.items() if k != "models"}}
+    return result
+
+
+def score(table: LatencyTable, timings: ModelTimings, descs: Sequence[Description], *, seed: int) -> dict[str, Any]:
+    """:func:`validate`'s figures for timed ``descs`` under the table's current overhead term."""
     a, b = flops_baseline(table)
-    timings = ModelTimings(timings_path, backend, descs, batch=int(table.metadata["batch"]))
-    timings.run(passes=passes, repeats=backend.repeats, seed=seed, show_progress=show_progress, label="validation models")
     stat = table.statistic
     predictor = Predictor([table], check_device=False)
     rows = []
@@ -520,12 +568,13 @@ def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Descr
     result = {**accuracy(predicted, truth), **{f"flops_{k}": v for k, v in accuracy(flops, truth).items()},
               "table_minus_flops": paired_bootstrap(predicted, flops, truth, seed=seed),
               "table_closer": closer_share(predicted, flops, truth)}
+    passes = min(len(r["passes_ms"]) for r in rows)
     if passes >= 2:
         retest = accuracy([r["passes_ms"][0] for r in rows], [r["passes_ms"][1] for r in rows])
         result.update({f"retest_{k}": v for k, v in retest.items()})
         result["rmspe_over_retest"] = result["rmspe"] / retest["rmspe"] if retest["rmspe"] else float("inf")
     result.update({"samples": len(rows), "passes": passes, "statistic": stat, "overhead_form": table.overhead.form,
-                   "table": str(table.path), "backend": backend.name, "device": backend.device_name(), "models": rows})
+                   "table": str(table.path), "backend": timings.data["runtime"], "device": timings.data["device"], "models": rows})
     return result
 
 
