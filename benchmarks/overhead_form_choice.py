@@ -16,7 +16,8 @@ each rule picks:
     .venv/bin/python benchmarks/overhead_form_choice.py --out benchmarks/results/overhead_form_choice.json
 
 Pass ``--case TABLE VALIDATION`` (repeatable) for other pairs; the defaults are every table
-and validation kept in this repository.
+and validation kept in this repository. ``VALIDATION:as_stored`` takes a ``--recalibrate``
+run's FLOPs baseline and retest under the fit the table had before it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ CASES = [
     (TABLES / "x86-2core_torch-cpu.csv", RESULTS / "validate_torch-cpu.json"),
     (RESULTS / "previous_2026-11-24-pm_torch-cpu.csv", RESULTS / "validate_torch-cpu_2026-11-24-pm.json"),
     (RESULTS / "previous_2026-11-24-0224_torch-cpu.csv", RESULTS / "validate_torch-cpu_2026-11-24-0224.json"),
+    # seed 31 (--recalibrate): once under the shipped fit, once under the fit on the
+    # calibration models timed again in the validation's own passes
+    (TABLES / "x86-2core_litert.csv", RESULTS / "validate_litert_seed31_recalibrate.json:as_stored"),
+    (RESULTS / "recalibrated_seed31_litert.csv", RESULTS / "validate_litert_seed31_recalibrate.json"),
+    (TABLES / "x86-2core_torch-cpu.csv", RESULTS / "validate_torch-cpu_seed31_recalibrate.json:as_stored"),
+    (RESULTS / "recalibrated_seed31_torch-cpu.csv", RESULTS / "validate_torch-cpu_seed31_recalibrate.json"),
 ]
 
 
@@ -56,11 +63,14 @@ def in_repo(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def replay(table_path: Path, validation_path: Path) -> dict[str, object]:
+def replay(table_path: Path, validation: Path) -> dict[str, object]:
+    path, _, part = str(validation).partition(":")
+    validation_path = Path(path)
     table = LatencyTable.read(table_path)
     stored = table.metadata["overhead"]["models"]
     calibration = fit_points(table, [description_from_dict(m["description"]) for m in stored], [m["measured_ms"] for m in stored])
     report = json.loads(validation_path.read_text())
+    report = {**report, **report[part]} if part else report
     timed = json.loads(validation_path.with_suffix(".timings.json").read_text())["models"]
     rows = report["models"]
     held_out = fit_points(table, [description_from_dict(timed[r["name"]]["description"]) for r in rows],
@@ -77,7 +87,7 @@ def replay(table_path: Path, validation_path: Path) -> dict[str, object]:
     picks = {"lowest": lowest_rule(loo), "beyond_noise": choose_form(errors)}
     flops = [r["flops_predicted_ms"] for r in rows]
     chosen = predicted[picks["beyond_noise"]]
-    return {"table": in_repo(table_path), "validation": in_repo(validation_path), "pick": report.get("pick", "random"),
+    return {"table": in_repo(table_path), "validation": in_repo(validation_path) + (f":{part}" if part else ""), "pick": report.get("pick", "random"),
             "seed": report.get("seed"), "models": len(rows), "forms": forms, "picks": picks,
             "flops_held_out": accuracy(flops, truth),
             "beyond_noise_minus_flops": paired_bootstrap(chosen, flops, truth, seed=report.get("seed") or 0),
@@ -92,7 +102,7 @@ def main() -> None:
     p.add_argument("--case", nargs=2, type=Path, action="append", metavar=("TABLE", "VALIDATION"))
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    cases = [replay(t, v) for t, v in (a.case or CASES) if v.exists()]
+    cases = [replay(t, v) for t, v in (a.case or CASES) if Path(str(v).partition(":")[0]).exists()]
     for c in cases:
         held = {f: f"{c['forms'][f]['held_out']['rmspe']:.1%}" for f in FIT_FORMS}
         print(f"{Path(c['validation']).name}: picks {c['picks']}, held-out RMSPE {held}, "
