@@ -49,6 +49,7 @@ CASES = [
     (RESULTS / "recalibrated_seed31_litert.csv", RESULTS / "validate_litert_seed31_recalibrate.json"),
     (TABLES / "x86-2core_torch-cpu.csv", RESULTS / "validate_torch-cpu_seed31_recalibrate.json:as_stored"),
     (RESULTS / "recalibrated_seed31_torch-cpu.csv", RESULTS / "validate_torch-cpu_seed31_recalibrate.json"),
+    (TABLES / "x86-2core_litert.csv", RESULTS / "validate_litert_disagreement_seed41.json:as_stored"),
 ]
 
 
