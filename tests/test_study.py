@@ -216,3 +216,29 @@ def test_a_study_on_a_folder_of_english_captions(tmp_path, english_folder):
     assert len(trials) == 2
     for t in trials:
         assert t.user_attrs["proxy"]["metrics"]["text_gap"]["n"] == 8 and "metric.text_gap_se" in t.user_attrs
+
+
+def test_opening_a_new_database_that_another_process_is_creating_retries_then_says_so(tmp_path, monkeypatch):
+    """Two processes creating one SQLite file race on the schema's version row (seen once in
+    the kill test, whose poller opened the database while the study created it)."""
+    import sqlalchemy.exc
+
+    from archlab.search import runner
+
+    cfg = load_study(_study(tmp_path))
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, fail=1, **kwargs):
+        calls.append(1)
+        if len(calls) <= fail:
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    assert isinstance(runner.storage_for(cfg), real) and len(calls) == 2  # lost the race once, then opened it
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda *a, **k: racing(*a, fail=99, **k))
+    with pytest.raises(ConfigError, match="storage.*UNIQUE constraint failed"):
+        runner.storage_for(cfg)
+    assert len(calls) == runner.CREATE_ATTEMPTS

@@ -19,9 +19,11 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import time
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 
 from archlab.arch.description import Description, block_summary
 from archlab.cost.predict import Predictor, latency_metric
@@ -32,6 +34,9 @@ from archlab.search.space import load_space
 from archlab.search.study import WORST, StudyConfig, constraint_values, table_label
 
 
+CREATE_ATTEMPTS = 4  # tries when another process is creating the same new database
+
+
 def storage_for(cfg: StudyConfig, url: str | None = None, *, create: bool = True) -> optuna.storages.RDBStorage:
     """The study's storage. ``create=False`` (read-only commands) never creates a database file."""
     url = url or cfg.storage_url
@@ -40,14 +45,22 @@ def storage_for(cfg: StudyConfig, url: str | None = None, *, create: bool = True
         if not create and not os.path.isfile(path):
             raise ConfigError("storage", f"{path} does not exist: no study has run there (run `archlab study run` first)")
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else {"connect_args": {"timeout": 60}},
-        )
-    except Exception as exc:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
-        raise ConfigError("storage", f"cannot open {url.split('@')[-1]}: {str(exc).splitlines()[0]}") from None
+    where = url.split("@")[-1]
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else {"connect_args": {"timeout": 60}},
+            )
+        except sqlalchemy.exc.IntegrityError as exc:
+            # two processes creating one new database (workers, or a reader polling it) race on
+            # the schema's version row; the loser finds the schema made and opens it next time
+            race = exc
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as exc:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
+            raise ConfigError("storage", f"cannot open {where}: {str(exc).splitlines()[0]}") from None
+    raise ConfigError("storage", f"cannot open {where}: {str(race).splitlines()[0]}")
 
 
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
