@@ -9,7 +9,7 @@ paired bootstrap. Nothing is timed; each run's predictions are first recomputed 
 against the ones it stored, so only runs of the same fit are pooled.
 
     .venv/bin/python benchmarks/pool_validations.py --table latency_tables/x86-2core_torch-cpu.csv \
-        benchmarks/results/validate_torch-cpu.json benchmarks/results/validate_torch-cpu_seed31.json:as_stored \
+        benchmarks/results/validate_torch-cpu.json benchmarks/results/validate_torch-cpu_seed31_recalibrate.json:as_stored \
         --out benchmarks/results/validate_torch-cpu_pooled.json
 
 ``RESULT:as_stored`` takes a ``--recalibrate`` run's figures under the fit the table had.
