@@ -63,6 +63,8 @@ def main() -> None:
     p.add_argument("--calibrate", type=int, default=8)
     p.add_argument("--validation-seed", type=int, default=1, help="which models validate (another seed: another sample)")
     p.add_argument("--cold", action="store_true", help="time blocks with cold caches")
+    p.add_argument("--passes", type=int, default=2,
+                   help="times each validation model is timed, interleaved (a rerun with more adds passes to the stored ones)")
     p.add_argument("--protocol", choices=("joint", "sequential"), default="joint",
                    help="joint: calibration models timed again in the validation's passes (see above)")
     p.add_argument("--work", type=Path, default=Path("out/unseen"))
@@ -86,7 +88,7 @@ def main() -> None:
     validator = get_backend(a.backend, threads=a.threads, warmup=1, repeats=3, cold=False, workdir=a.work / f"{a.backend}.vwork")
     table.metadata["overhead"] = json.loads(sequential_fit.read_text())  # a rerun starts from the build's fit again
     result = validate(table, validator, descs, seed=a.validation_seed, timings_path=a.work / f"{a.backend}.timings.json",
-                      recalibrate=stored_calibration(table)[0] if a.protocol == "joint" else ())
+                      passes=a.passes, recalibrate=stored_calibration(table)[0] if a.protocol == "joint" else ())
     if a.protocol == "joint":
         result["sequential"] = result.pop("as_stored")  # the build's fit scored on the same timings
     result["protocol"] = a.protocol

@@ -1,5 +1,6 @@
 """Latency tables: file format, refusal of bad files, prediction, resume after a kill."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -367,6 +368,22 @@ def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_remo
     timings.run(passes=2, repeats=1, seed=0, show_progress=False)
     assert len(json.loads((tmp_path / "t.json").read_text())["models"]["tiny"]["passes"]) == 2
     assert not kept.exists()  # every pass timed: the converted copy is removed
+
+
+def test_rerunning_a_validation_with_more_passes_adds_passes_and_keeps_the_stored_ones(tmp_path):
+    from archlab.cost import measure
+    from archlab.cost.backends import get_backend
+
+    backend = get_backend("torch-cpu", threads=1, warmup=0, repeats=1)
+    models = [preset("tiny"), dataclasses.replace(preset("tiny"), name="tiny-2")]
+    measure.ModelTimings(tmp_path / "t.json", backend, models, batch=1).run(passes=2, repeats=1, seed=0, show_progress=False)
+    before = json.loads((tmp_path / "t.json").read_text())["models"]
+    timings = measure.ModelTimings(tmp_path / "t.json", backend, models, batch=1)
+    timings.run(passes=3, repeats=1, seed=0, show_progress=False)
+    after = json.loads((tmp_path / "t.json").read_text())["models"]
+    for name, entry in after.items():
+        assert entry["passes"][:2] == before[name]["passes"] and len(entry["passes"]) == 3  # one pass added, none re-timed
+        assert timings.truth(timings.description(name), "min") == min(p["min_ms"] for p in entry["passes"])
 
 
 def _counting_backend(workdir, stop_after=None):

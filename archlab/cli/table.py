@@ -92,7 +92,9 @@ def validate_cmd(
                                             "FLOPs baseline disagree most (which of the two is right)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
     repeats: int = typer.Option(3, help="Timed runs per architecture and pass (after 1 warm-up run)."),
-    passes: int = typer.Option(2, help="Times each architecture is timed, interleaved with the others (2: test-retest)."),
+    passes: int = typer.Option(2, help="Times each architecture is timed, interleaved with the others (2: test-retest; "
+                               "3 where the host has slow spells longer than a pass: its time is the fastest pass; "
+                               "rerun with more to add passes to the stored ones)."),
     timings: Optional[Path] = typer.Option(None, help="Store each timing here as measured; rerun to resume (default: beside --out)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Time the table's calibration models again, in the same "
                                      "passes as the validated ones, and refit its overhead term on them (written to the "
