@@ -145,3 +145,17 @@ def test_export_inherits_matching_blocks_from_a_diffusers_unet(tmp_path, tiny_di
     ours, theirs = load_file(str(tmp_path / "out" / "model.safetensors")), read_weights(tiny_diffusers_unet)
     assert inherited["up0.1"] == "up_blocks.1.attentions.0"
     assert torch.equal(ours["stages.up0.1.proj_in.weight"], theirs["up_blocks.1.attentions.0.proj_in.weight"])
+
+
+def test_export_gives_every_shipped_tables_latency_for_its_own_device_without_a_foreign_machine_warning(recwarn):
+    from archlab import preset
+    from archlab.cost.fingerprint import DeviceMismatchWarning
+    from archlab.cost.table import LatencyTable
+    from archlab.resources import names
+    from archlab.results.export import latency_on_tables
+
+    out = latency_on_tables(preset("mobilediffusion"))
+    assert set(out) == {LatencyTable.load(n).name for n in names("tables")}
+    assert out["h100_torch-cuda.csv"]["device"] == "NVIDIA H100 80GB HBM3"  # a table no CPU host is, named as such
+    assert all(v["ms"] > 0 for v in out.values())
+    assert not [w for w in recwarn if issubclass(w.category, DeviceMismatchWarning)]
