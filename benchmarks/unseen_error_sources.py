@@ -14,6 +14,10 @@ passes, as the joint protocol does):
   themselves (in-sample: what the term could give at best), and whether the form rule
   (``choose_form``: a richer form only when its leave-one-out squared errors are lower by
   more than 2 paired se) would have picked it.
+- more calibration models: the same two forms fitted on the 8 calibration models plus half
+  of the 30 validation models (timed in the same passes), scored on the other half, then the
+  halves swapped (every validation model predicted once by a fit without it): would 23
+  calibration models make the per-block term pay, and would the rule pick it then?
 
     .venv/bin/python benchmarks/unseen_error_sources.py --runs 1-25 \
         --out benchmarks/results/unseen_error_sources_torch-cpu.json
@@ -99,6 +103,16 @@ def main() -> None:
         gain = loo_errors(xc[:, :2], yc) ** 2 - loo_errors(xc, yc) ** 2
         se = gain.std(ddof=1) / np.sqrt(len(gain))
         count_fit, count_in = relative_fit(xc, yc), relative_fit(xv, yv)
+        halves = [np.arange(len(yv)) % 2 == k for k in (0, 1)]
+        sum_23, count_23 = np.empty(len(yv)), np.empty(len(yv))
+        picks_23 = []
+        for held in halves:
+            xf, yf = np.vstack([xc, xv[~held]]), np.concatenate([yc, yv[~held]])
+            sum_23[held] = xv[held][:, :2] @ relative_fit(xf[:, :2], yf) / yv[held] - 1
+            count_23[held] = xv[held] @ relative_fit(xf, yf) / yv[held] - 1
+            gain_23 = loo_errors(xf[:, :2], yf) ** 2 - loo_errors(xf, yf) ** 2
+            picks_23.append(bool(gain_23.mean() > RICHER_FORM_SE * gain_23.std(ddof=1) / np.sqrt(len(gain_23))))
+        rule_23 = np.where(np.repeat([picks_23], len(yv), axis=0)[np.arange(len(yv)), np.arange(len(yv)) % 2], count_23, sum_23)
         rows.append({
             "run": n, "retest_rmspe": result["retest_rmspe"], "block_speed": round(float(speed[n]), 4),
             "block_dispersion": round(float(np.sqrt(np.mean(np.log(normalised[n] / normalised.median(axis=1)) ** 2))), 4),
@@ -106,12 +120,14 @@ def main() -> None:
             "sum_held_out": rmspe(xv[:, :2], relative_fit(xc[:, :2], yc), yv), "count_held_out": rmspe(xv, count_fit, yv),
             "sum_in_sample": rmspe(xv[:, :2], relative_fit(xv[:, :2], yv), yv), "count_in_sample": rmspe(xv, count_in, yv),
             "count_ms_per_block": float(count_fit[2]), "count_ms_per_block_in_sample": float(count_in[2]),
-            "rule_picks_count": bool(gain.mean() > RICHER_FORM_SE * se)})
+            "rule_picks_count": bool(gain.mean() > RICHER_FORM_SE * se),
+            "sum_held_out_23": float(np.sqrt(np.mean(sum_23 ** 2))), "count_held_out_23": float(np.sqrt(np.mean(count_23 ** 2))),
+            "rule_23_held_out": float(np.sqrt(np.mean(rule_23 ** 2))), "rule_23_picks_count": sum(picks_23)})
     df = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     shown = df.drop(columns=["block_speed"]).copy()
     for c in shown.columns:
-        if c not in ("run", "rule_picks_count", "count_ms_per_block", "count_ms_per_block_in_sample"):
+        if c not in ("run", "rule_picks_count", "count_ms_per_block", "count_ms_per_block_in_sample", "rule_23_picks_count"):
             shown[c] = (100 * shown[c]).round(2)
     print(shown.round(3).to_string(index=False))
     quiet = df.retest_rmspe <= 0.035
@@ -131,6 +147,16 @@ def main() -> None:
         "rule_picks_count": [int(r) for r in df.run[df.rule_picks_count]],
         "rule_pick_held_out": {int(r.run): {"sum": r.sum_held_out, "count": r.count_held_out}
                                for r in df[df.rule_picks_count].itertuples()},
+        "count_better_held_out_23": better(df, "count_held_out_23", "sum_held_out_23"),
+        "count_better_held_out_23_quiet": better(df[quiet], "count_held_out_23", "sum_held_out_23"),
+        "median_sum_held_out_23": float(df.sum_held_out_23.median()),
+        "median_count_held_out_23": float(df.count_held_out_23.median()),
+        "median_quiet_sum_held_out_23": float(df.sum_held_out_23[quiet].median()),
+        "median_quiet_count_held_out_23": float(df.count_held_out_23[quiet].median()),
+        "rule_23_picks_count_halves": int(df.rule_23_picks_count.sum()),
+        "rule_23_better": better(df, "rule_23_held_out", "sum_held_out_23"),
+        "rule_23_worse": better(df, "sum_held_out_23", "rule_23_held_out"),
+        "median_rule_23_held_out": float(df.rule_23_held_out.median()),
     }
     print(json.dumps(summary, indent=1))
     if a.out is not None:
