@@ -14,7 +14,6 @@ RMSPE bar.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -24,22 +23,13 @@ import numpy as np
 from archlab.cost.measure import ModelTimings, score, store_fit, stored_calibration
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
+from unseen_error_sources import run_arguments, run_numbers  # the sibling script (benchmarks/ is on sys.path when run)
 
 FIGURES = ("within_10", "within_5", "rmspe", "spearman")
 
 
-def run_numbers(text: str) -> list[int]:
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
-
-
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--runs", default="26-29", help="validation seeds of the --calibrate 24 runs")
-    p.add_argument("--backend", default="torch-cpu")
-    p.add_argument("--work", default="out/unseen-joint24-{n}", help="each run's work folder ({n}: its seed)")
-    p.add_argument("--out", type=Path, default=None)
-    a = p.parse_args()
+    a = run_arguments(__doc__, runs="26-29", work="out/unseen-joint24-{n}")
     rows = []
     for n in run_numbers(a.runs):
         work = Path(a.work.format(n=n))

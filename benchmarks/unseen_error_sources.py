@@ -60,13 +60,18 @@ def loo_errors(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([x[i] @ relative_fit(x[keep[i]], y[keep[i]]) / y[i] - 1 for i in range(len(y))])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--runs", default="1-25", help="validation seeds of the joint runs, e.g. 1-25")
+def run_arguments(doc: str | None, *, runs: str, work: str) -> argparse.Namespace:
+    """``--runs``, ``--backend``, ``--work`` and ``--out`` of the scripts that replay unseen-space runs."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default=runs, help=f"validation seeds of the runs, e.g. {runs}")
     p.add_argument("--backend", default="torch-cpu")
-    p.add_argument("--work", default="out/unseen-joint-{n}", help="each run's work folder ({n}: its seed)")
+    p.add_argument("--work", default=work, help="each run's work folder ({n}: its seed)")
     p.add_argument("--out", type=Path, default=None)
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    a = run_arguments(__doc__, runs="1-25", work="out/unseen-joint-{n}")
     runs = run_numbers(a.runs)
     tables = {n: LatencyTable.load(Path(a.work.format(n=n)) / f"{a.backend}.csv") for n in runs}
     keys = sorted(tables[runs[0]].rows.key)
