@@ -8,7 +8,7 @@ draw of 8 is), and the 30 validation models are scored under each fit. The three
 fits' figures are averaged and set beside the 24-model fit's, with the run's 1.25 x retest
 RMSPE bar.
 
-    .venv/bin/python benchmarks/calibration_count.py --runs 26-29 \
+    .venv/bin/python benchmarks/calibration_count.py --runs 26-33 \
         --out benchmarks/results/calibration_count_torch-cpu.json
 """
 
@@ -29,7 +29,7 @@ FIGURES = ("within_10", "within_5", "rmspe", "spearman")
 
 
 def main() -> None:
-    a = run_arguments(__doc__, runs="26-29", work="out/unseen-joint24-{n}")
+    a = run_arguments(__doc__, runs="26-33", work="out/unseen-joint24-{n}")
     rows = []
     for n in run_numbers(a.runs):
         work = Path(a.work.format(n=n))
