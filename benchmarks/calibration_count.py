@@ -38,16 +38,15 @@ def main() -> None:
         descs = [timings.description(m["name"]) for m in result["models"]]
         table = LatencyTable.load(work / f"{a.backend}.csv")
         calib, calib_ms = stored_calibration(table)
-        params = [Predictor([table], check_device=False).score(d).params for d in calib]
+        predictor = Predictor([table], check_device=False)
+        params = [predictor.score(d).params for d in calib]
         order = np.argsort(params)
         fits = {"24": score(table, timings, descs, seed=n)}
         forms = {"24": table.metadata["overhead"]["form"]}
         for third in range(3):
             keep = order[third::3]
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as tmp:  # store_fit saves: a scratch copy, not the run's table
                 copy = LatencyTable(Path(tmp) / "copy.csv", json.loads(json.dumps(table.metadata)), table.rows.copy())
-                copy.save()
-                copy = LatencyTable.load(copy.path)
                 store_fit(copy, [calib[i] for i in keep], [calib_ms[i] for i in keep], seed=0)
                 fits[f"8/{third}"] = score(copy, timings, descs, seed=n)
                 forms[f"8/{third}"] = copy.metadata["overhead"]["form"]

@@ -2,7 +2,7 @@
 
 Every ``latency_unseen_space.py`` run builds its own table of the same 240 blocks, so the
 runs together say how much of one run's error is its own block timings and how much is a
-term the overhead fit lacks. Two checks, nothing timed, each on every run's stored
+term the overhead fit lacks. Three checks, nothing timed, each on every run's stored
 validation timings with the overhead refitted on its calibration models (timed in the same
 passes, as the joint protocol does):
 
@@ -60,6 +60,12 @@ def loo_errors(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([x[i] @ relative_fit(x[keep[i]], y[keep[i]]) / y[i] - 1 for i in range(len(y))])
 
 
+def rule_picks_count(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether the form rule (as ``choose_form``) would take the per-block term over the plain sum."""
+    gain = loo_errors(x[:, :2], y) ** 2 - loo_errors(x, y) ** 2
+    return bool(gain.mean() > RICHER_FORM_SE * gain.std(ddof=1) / np.sqrt(len(gain)))
+
+
 def run_arguments(doc: str | None, *, runs: str, work: str) -> argparse.Namespace:
     """``--runs``, ``--backend``, ``--work`` and ``--out`` of the scripts that replay unseen-space runs."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,19 +111,17 @@ def main() -> None:
         calib, calib_ms = stored_calibration(own)
         xc, yc = np.array([features(d) for d in calib]), np.array(calib_ms)
         xv, yv = np.array([features(d) for d in descs]), np.array([m["measured_ms"] for m in result["models"]])
-        gain = loo_errors(xc[:, :2], yc) ** 2 - loo_errors(xc, yc) ** 2
-        se = gain.std(ddof=1) / np.sqrt(len(gain))
         count_fit, count_in = relative_fit(xc, yc), relative_fit(xv, yv)
-        halves = [np.arange(len(yv)) % 2 == k for k in (0, 1)]
+        half = np.arange(len(yv)) % 2  # the held-out half each validation model is in
         sum_23, count_23 = np.empty(len(yv)), np.empty(len(yv))
         picks_23 = []
-        for held in halves:
+        for k in (0, 1):
+            held = half == k
             xf, yf = np.vstack([xc, xv[~held]]), np.concatenate([yc, yv[~held]])
             sum_23[held] = xv[held][:, :2] @ relative_fit(xf[:, :2], yf) / yv[held] - 1
             count_23[held] = xv[held] @ relative_fit(xf, yf) / yv[held] - 1
-            gain_23 = loo_errors(xf[:, :2], yf) ** 2 - loo_errors(xf, yf) ** 2
-            picks_23.append(bool(gain_23.mean() > RICHER_FORM_SE * gain_23.std(ddof=1) / np.sqrt(len(gain_23))))
-        rule_23 = np.where(np.repeat([picks_23], len(yv), axis=0)[np.arange(len(yv)), np.arange(len(yv)) % 2], count_23, sum_23)
+            picks_23.append(rule_picks_count(xf, yf))
+        rule_23 = np.where(np.array(picks_23)[half], count_23, sum_23)
         rows.append({
             "run": n, "retest_rmspe": result["retest_rmspe"], "block_speed": round(float(speed[n]), 4),
             "block_dispersion": round(float(np.sqrt(np.mean(np.log(normalised[n] / normalised.median(axis=1)) ** 2))), 4),
@@ -125,7 +129,7 @@ def main() -> None:
             "sum_held_out": rmspe(xv[:, :2], relative_fit(xc[:, :2], yc), yv), "count_held_out": rmspe(xv, count_fit, yv),
             "sum_in_sample": rmspe(xv[:, :2], relative_fit(xv[:, :2], yv), yv), "count_in_sample": rmspe(xv, count_in, yv),
             "count_ms_per_block": float(count_fit[2]), "count_ms_per_block_in_sample": float(count_in[2]),
-            "rule_picks_count": bool(gain.mean() > RICHER_FORM_SE * se),
+            "rule_picks_count": rule_picks_count(xc, yc),
             "sum_held_out_23": float(np.sqrt(np.mean(sum_23 ** 2))), "count_held_out_23": float(np.sqrt(np.mean(count_23 ** 2))),
             "rule_23_held_out": float(np.sqrt(np.mean(rule_23 ** 2))), "rule_23_picks_count": sum(picks_23)})
     df = pd.DataFrame(rows)
