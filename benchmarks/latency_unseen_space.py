@@ -31,6 +31,7 @@ from archlab.cost.backends import get_backend
 from archlab.cost.measure import (calibrate, measure_blocks, open_for_build, sample_table_models, stored_calibration,
                                   validate)
 from archlab.cost.sources import source_specs
+from archlab.cost.table import CALIBRATION_MODELS
 
 SPACE = {
     "name": "unseen",
@@ -60,7 +61,7 @@ def main() -> None:
     p.add_argument("--backend", default="torch-cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--samples", type=int, default=30)
-    p.add_argument("--calibrate", type=int, default=8)
+    p.add_argument("--calibrate", type=int, default=CALIBRATION_MODELS, help="calibration models (table build's default)")
     p.add_argument("--validation-seed", type=int, default=1, help="which models validate (another seed: another sample)")
     p.add_argument("--cold", action="store_true", help="time blocks with cold caches")
     p.add_argument("--passes", type=int, default=2,

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from archlab.cli.common import err_console, out_console, user_errors
+from archlab.cost.table import CALIBRATION_MODELS
 from archlab.errors import ConfigError
 
 table_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: measure blocks, predict whole UNets, validate.")
@@ -49,7 +50,7 @@ def build_cmd(
     threads: int = typer.Option(2, help="CPU threads the runtime may use."),
     warmup: int = typer.Option(2, help="Untimed runs before timing each block."),
     repeats: int = typer.Option(8, help="Timed runs per block (over 2 interleaved passes)."),
-    calibrate: int = typer.Option(8, help="Whole models timed to fit the overhead term, spread over the sizes of the first space (0: none)."),
+    calibrate: int = typer.Option(CALIBRATION_MODELS, help="Whole models timed to fit the overhead term, spread over the sizes of the first space (0: none)."),
     calibration_seed: int = typer.Option(0, help="Seed for sampling the calibration models from the first space."),
     batch: int = typer.Option(1),
     cold: bool = typer.Option(False, help="Flush the CPU caches before every timed run of a block (weights cold, as in a whole model)."),
@@ -152,7 +153,7 @@ def validate_cmd(
 def calibrate_cmd(
     table_file: str = typer.Argument(..., help="A table built by `archlab table build` on this machine."),
     space: Optional[str] = typer.Option(None, help="The space to sample calibration models from; default: the table's first source."),
-    models: int = typer.Option(8, help="Whole models to time, at evenly spaced quantiles of parameter count."),
+    models: int = typer.Option(CALIBRATION_MODELS, help="Whole models to time, at evenly spaced quantiles of parameter count."),
     seed: int = typer.Option(0, help="Sampling seed for the calibration models."),
     statistic: Optional[str] = typer.Option(None, help="Predict from block medians or minima (median | min); default: the table's."),
     repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
