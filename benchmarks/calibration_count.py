@@ -27,7 +27,15 @@ from archlab.cost.table import LatencyTable
 from unseen_error_sources import run_arguments, run_numbers  # the sibling script (benchmarks/ is on sys.path when run)
 
 FIGURES = ("within_10", "within_5", "rmspe", "spearman")
-SUBSETS = (16, 12, 8)  # the 24 less each third; halves; thirds
+SUBSETS = (16, 12, 8)
+
+
+def parts(order: np.ndarray) -> dict[str, np.ndarray]:
+    """Parts of the calibration models (``order``: sorted by parameters), each spread over the sizes:
+    the whole less each third (16 of 24), each half (12) and each third (8)."""
+    return ({f"16/{t}": np.delete(order, np.s_[t::3]) for t in range(3)}
+            | {f"12/{h}": order[h::2] for h in range(2)}
+            | {f"8/{t}": order[t::3] for t in range(3)})
 
 
 def meets_goals(fit: dict, bar_rmspe: float) -> bool:
@@ -45,20 +53,18 @@ def main() -> None:
         descs = [timings.description(m["name"]) for m in result["models"]]
         table = LatencyTable.load(work / f"{a.backend}.csv")
         calib, calib_ms = stored_calibration(table)
+        if len(calib) != 24:
+            raise SystemExit(f"run {n}: {len(calib)} calibration models, not 24 (made with --calibrate 24?)")
         predictor = Predictor([table], check_device=False)
         params = [predictor.score(d).params for d in calib]
-        order = np.argsort(params)
         fits = {"24": score(table, timings, descs, seed=n)}
         forms = {"24": table.metadata["overhead"]["form"]}
-        for size in SUBSETS:
-            parts = len(calib) // size if size <= len(calib) // 2 else len(calib) // (len(calib) - size)
-            for part in range(parts):
-                keep = order[part::parts] if size <= len(calib) // 2 else np.delete(order, np.s_[part::parts])
-                with tempfile.TemporaryDirectory() as tmp:  # store_fit saves: a scratch copy, not the run's table
-                    copy = LatencyTable(Path(tmp) / "copy.csv", json.loads(json.dumps(table.metadata)), table.rows.copy())
-                    store_fit(copy, [calib[i] for i in keep], [calib_ms[i] for i in keep], seed=0)
-                    fits[f"{size}/{part}"] = score(copy, timings, descs, seed=n)
-                    forms[f"{size}/{part}"] = copy.metadata["overhead"]["form"]
+        for name, keep in parts(np.argsort(params)).items():
+            with tempfile.TemporaryDirectory() as tmp:  # store_fit saves: a scratch copy, not the run's table
+                copy = LatencyTable(Path(tmp) / "copy.csv", json.loads(json.dumps(table.metadata)), table.rows.copy())
+                store_fit(copy, [calib[i] for i in keep], [calib_ms[i] for i in keep], seed=0)
+                fits[name] = score(copy, timings, descs, seed=n)
+                forms[name] = copy.metadata["overhead"]["form"]
         bar = 1.25 * result["retest_rmspe"]
         row = {"run": n, "retest_rmspe": result["retest_rmspe"], "bar_rmspe": bar,
                "retest_within_10": result["retest_within_10"], "forms": forms,
