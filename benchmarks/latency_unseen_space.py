@@ -66,6 +66,9 @@ def main() -> None:
     p.add_argument("--cold", action="store_true", help="time blocks with cold caches")
     p.add_argument("--passes", type=int, default=2,
                    help="times each validation model is timed, interleaved (a rerun with more adds passes to the stored ones)")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="time a validation model again while its two fastest passes differ by more than this share (table validate --settle)")
+    p.add_argument("--max-passes", type=int, default=5, help="with --settle: the most passes a model gets")
     p.add_argument("--protocol", choices=("joint", "sequential"), default="joint",
                    help="joint: calibration models timed again in the validation's passes (see above)")
     p.add_argument("--work", type=Path, default=Path("out/unseen"))
@@ -89,7 +92,8 @@ def main() -> None:
     validator = get_backend(a.backend, threads=a.threads, warmup=1, repeats=3, cold=False, workdir=a.work / f"{a.backend}.vwork")
     table.metadata["overhead"] = json.loads(sequential_fit.read_text())  # a rerun starts from the build's fit again
     result = validate(table, validator, descs, seed=a.validation_seed, timings_path=a.work / f"{a.backend}.timings.json",
-                      passes=a.passes, recalibrate=stored_calibration(table)[0] if a.protocol == "joint" else ())
+                      passes=a.passes, recalibrate=stored_calibration(table)[0] if a.protocol == "joint" else (),
+                      settle=a.settle, max_passes=a.max_passes)
     if a.protocol == "joint":
         result["sequential"] = result.pop("as_stored")  # the build's fit scored on the same timings
     result["protocol"] = a.protocol
@@ -101,7 +105,7 @@ def main() -> None:
     figures = ("within_10", "within_5", "rmspe", "spearman", "mean_error", "flops_within_10", "flops_within_5", "flops_rmspe",
                "flops_spearman")
     summary = {k: result[k] for k in ("protocol", "samples", *figures, "retest_within_10", "retest_within_5", "retest_rmspe",
-                                      "rmspe_over_retest", "overhead_form", "distinct_blocks", "minutes")}
+                                      "rmspe_over_retest", "truth_spread", "overhead_form", "distinct_blocks", "minutes")}
     if "sequential" in result:
         summary["sequential"] = {k: result["sequential"][k] for k in (*figures, "rmspe_over_retest", "overhead_form")}
     print(json.dumps(summary, indent=2))

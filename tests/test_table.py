@@ -322,6 +322,41 @@ def test_a_slow_reading_of_the_reference_is_timed_again_before_it_refuses(monkey
         fp._fingerprint.cache_clear()
 
 
+def test_the_reference_is_the_fastest_of_bursts_spread_in_time_so_a_slow_spell_at_build_does_not_set_it(monkeypatch):
+    """A build that starts in a slow spell must not record a slow reference (its own host would then be refused)."""
+    from archlab.cost import fingerprint as fp
+
+    durations = iter([0.020] * 4 + [0.015] * 4 + [0.008] * 4)  # per run, 2 warm-ups + 2 timed per burst: slow, slower, quiet
+    sleeps = []
+
+    class Clock:
+        now, started = 0.0, False
+
+        def perf_counter(self):
+            if self.started:
+                self.now += next(durations)
+            self.started = not self.started
+            return self.now
+
+        def sleep(self, s):
+            sleeps.append(s)
+
+    monkeypatch.setattr(fp, "time", Clock())
+    assert fp.reference_ms(1, runs=2, readings=3, gap_s=0.25) == 8.0
+    assert sleeps == [0.25, 0.25]
+
+
+def test_the_reference_tolerates_a_shared_hosts_own_spread_but_not_a_host_twice_as_fast_or_slow():
+    from archlab.cost import fingerprint as fp
+
+    here = {**fp.static_fingerprint(), "reference_threads": 2, "reference_ms": 4.0}
+    for there in (2.5, 4.0, 6.0):  # up to 1.6x either way: within a shared 2-core VM's own spread
+        assert fp.compare({**here, "reference_ms": there}, here) == []
+    for there in (2.0, 8.0):
+        assert fp.compare({**here, "reference_ms": there}, here) == [
+            f"reference benchmark {there:.1f} ms there, 4.0 ms here ({4.0 / there:.2f}x)"]
+
+
 def test_calibration_models_span_the_sizes_validation_models_are_drawn_as_the_space_draws():
     """Calibration picks models at quantiles of size (a weight term needs both ends); validation stays random."""
     from archlab import load_space
@@ -384,6 +419,63 @@ def test_rerunning_a_validation_with_more_passes_adds_passes_and_keeps_the_store
     for name, entry in after.items():
         assert entry["passes"][:2] == before[name]["passes"] and len(entry["passes"]) == 3  # one pass added, none re-timed
         assert timings.truth(timings.description(name), "min") == min(p["min_ms"] for p in entry["passes"])
+
+
+def _scripted_times(monkeypatch, script):
+    """Replace whole-model timing by ``script`` (model name -> its successive times); returns the order timed."""
+    from archlab.cost import measure
+    from archlab.cost.backends import Timing
+
+    timed, left = [], {name: list(times) for name, times in script.items()}
+
+    def fake(backend, desc, *, batch, repeats):
+        timed.append(desc.name)
+        return Timing.from_samples([left[desc.name].pop(0)])
+
+    monkeypatch.setattr(measure, "time_model", fake)
+    return timed
+
+
+def test_settling_times_again_only_the_models_whose_fastest_passes_disagree_and_stops_at_max_passes(tmp_path, monkeypatch):
+    from archlab.cost import measure
+    from archlab.cost.backends import get_backend
+
+    backend = get_backend("torch-cpu", threads=1, warmup=0, repeats=1)
+    names = ["steady", "slow-then-steady", "never"]
+    models = [dataclasses.replace(preset("tiny"), name=n) for n in names]
+    script = {"steady": [100, 102], "slow-then-steady": [150, 100, 103], "never": [100, 140, 120, 130, 125]}
+    timed = _scripted_times(monkeypatch, script)
+    timings = measure.ModelTimings(tmp_path / "t.json", backend, models, batch=1)
+    timings.run(passes=2, repeats=1, seed=0, show_progress=False, settle=0.05, max_passes=4)
+    passes = {n: [p["min_ms"] for p in timings.passes(m)] for n, m in zip(names, models)}
+    assert passes == {"steady": [100, 102], "slow-then-steady": [150, 100, 103], "never": [100, 140, 120, 130]}
+    assert timed[:6] and sorted(timed[:6]) == sorted(names * 2)  # both passes over all first, interleaved
+    assert timed[6:] in (["slow-then-steady", "never", "never"], ["never", "slow-then-steady", "never"])
+    assert [timings.settled(m, 0.05) for m in models] == [True, True, False]
+    # stored as measured: a rerun with the same settings times nothing more
+    timed.clear()
+    measure.ModelTimings(tmp_path / "t.json", backend, models, batch=1).run(passes=2, repeats=1, seed=0, show_progress=False,
+                                                                           settle=0.05, max_passes=4)
+    assert timed == []
+
+
+def test_validate_reports_how_settled_its_truth_is_and_refuses_a_bad_settle(tmp_path, monkeypatch):
+    from archlab.cost import measure
+
+    table = _filled(tmp_path)
+    table.metadata["overhead"] = {"intercept_ms": 0.0, "scale": 1.0, "models": [{"gflops": 1.0, "measured_ms": 10.0},
+                                                                               {"gflops": 2.0, "measured_ms": 20.0}]}
+    table.save()
+    models = [dataclasses.replace(preset("tiny"), name=f"t{i}") for i in range(3)]
+    _scripted_times(monkeypatch, {"t0": [10, 10.2], "t1": [20, 30, 21], "t2": [15, 15]})
+    result = measure.validate(table, _counting_backend(tmp_path / "w"), models, seed=3, passes=2, show_progress=False,
+                              settle=0.05, max_passes=3)
+    assert [r["passes_ms"] for r in result["models"]] == [[10, 10.2], [20, 30, 21], [15, 15]]
+    assert result["passes"] == 2 and result["truth_spread"]["passes_max"] == 3
+    assert result["truth_spread"]["max"] == pytest.approx(0.05)
+    for args, field in ((["--settle", "-0.1"], "settle"), (["--settle", "0.05", "--passes", "3", "--max-passes", "2"], "max-passes")):
+        bad = runner.invoke(app, ["table", "validate", str(table.path), *args])
+        assert bad.exit_code == 2 and bad.stderr.startswith(f"error: {field}:") and len(bad.stderr.strip().splitlines()) == 1
 
 
 def _counting_backend(workdir, stop_after=None):

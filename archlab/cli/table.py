@@ -96,6 +96,10 @@ def validate_cmd(
     passes: int = typer.Option(2, help="Times each architecture is timed, interleaved with the others (2: test-retest; "
                                "3 where the host has slow spells longer than a pass: its time is the fastest pass; "
                                "rerun with more to add passes to the stored ones)."),
+    settle: float = typer.Option(0.0, help="After the passes, time again (one more interleaved pass at a time) each "
+                                 "architecture whose two fastest passes differ by more than this share, e.g. 0.05 on a "
+                                 "shared host with slow spells; 0: exactly --passes."),
+    max_passes: int = typer.Option(5, help="With --settle: the most passes an architecture gets."),
     timings: Optional[Path] = typer.Option(None, help="Store each timing here as measured; rerun to resume (default: beside --out)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Time the table's calibration models again, in the same "
                                      "passes as the validated ones, and refit its overhead term on them (written to the "
@@ -111,6 +115,10 @@ def validate_cmd(
     from archlab.cost.measure import backend_for, sample_table_models, stored_calibration, validate
     from archlab.cost.table import LatencyTable
 
+    if settle < 0:
+        raise ConfigError("settle", f"must be a share >= 0 (0.05: passes within 5%), not {settle}")
+    if settle > 0 and max_passes < passes:
+        raise ConfigError("max-passes", f"must be at least --passes ({passes}), not {max_passes}")
     table = LatencyTable.load(table_file)
     cal_seed = (table.metadata.get("overhead") or {}).get("seed")
     if cal_seed == seed:
@@ -121,7 +129,7 @@ def validate_cmd(
     runtime = backend_for(table, warmup=1, repeats=repeats, workdir=store.with_suffix(".work") if store else None)
     try:
         result = validate(table, runtime, descs, seed=seed, timings_path=store, passes=passes, show_progress=progress,
-                          recalibrate=calibration)
+                          recalibrate=calibration, settle=settle, max_passes=max_passes)
     finally:
         runtime.close()  # also on --json and on errors
     result.update(seed=seed, pick=pick)
@@ -146,6 +154,11 @@ def validate_cmd(
     closer = result["table_closer"]
     out_console.print(f"{result['samples']} models ({pick}); the table is closer than FLOPs on "
                       f"{closer['share']:.0%} of them (+- {closer['se']:.0%}; sign test p = {closer['sign_test_p']:.2g})")
+    spread = result.get("truth_spread")
+    if spread:
+        counts = f"{result['passes']}" + (f"-{spread['passes_max']}" if spread["passes_max"] > result["passes"] else "")
+        out_console.print(f"measured: each model's fastest of {counts} passes; its second fastest within "
+                          f"{spread['rms']:.1%} RMS of it (at most {spread['max']:.1%})")
 
 
 @table_app.command("calibrate")
