@@ -326,7 +326,7 @@ def test_the_reference_is_the_fastest_of_bursts_spread_in_time_so_a_slow_spell_a
     """A build that starts in a slow spell must not record a slow reference (its own host would then be refused)."""
     from archlab.cost import fingerprint as fp
 
-    durations = iter([0.020] * 4 + [0.015] * 4 + [0.008] * 4)  # per run, 2 warm-ups + 2 timed per burst: slow, slower, quiet
+    durations = iter([0.020] * 4 + [0.015] * 4 + [0.008] * 4)  # per run, 2 warm-ups + 2 timed per burst: a slow spell, then quiet
     sleeps = []
 
     class Clock:
@@ -449,7 +449,7 @@ def test_settling_times_again_only_the_models_whose_fastest_passes_disagree_and_
     timings.run(passes=2, repeats=1, seed=0, show_progress=False, settle=0.05, max_passes=4)
     passes = {n: [p["min_ms"] for p in timings.passes(m)] for n, m in zip(names, models)}
     assert passes == {"steady": [100, 102], "slow-then-steady": [150, 100, 103], "never": [100, 140, 120, 130]}
-    assert timed[:6] and sorted(timed[:6]) == sorted(names * 2)  # both passes over all first, interleaved
+    assert sorted(timed[:6]) == sorted(names * 2)  # both passes over every model first
     assert timed[6:] in (["slow-then-steady", "never", "never"], ["never", "slow-then-steady", "never"])
     assert [timings.settled(m, 0.05) for m in models] == [True, True, False]
     # stored as measured: a rerun with the same settings times nothing more

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from archlab.cli.common import err_console, out_console, user_errors
-from archlab.cost.table import CALIBRATION_MODELS
+from archlab.cost.table import CALIBRATION_MODELS, MAX_PASSES
 from archlab.errors import ConfigError
 
 table_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: measure blocks, predict whole UNets, validate.")
@@ -99,7 +99,7 @@ def validate_cmd(
     settle: float = typer.Option(0.0, help="After the passes, time again (one more interleaved pass at a time) each "
                                  "architecture whose two fastest passes differ by more than this share, e.g. 0.05 on a "
                                  "shared host with slow spells; 0: exactly --passes."),
-    max_passes: int = typer.Option(5, help="With --settle: the most passes an architecture gets."),
+    max_passes: int = typer.Option(MAX_PASSES, help="With --settle: the most passes an architecture gets."),
     timings: Optional[Path] = typer.Option(None, help="Store each timing here as measured; rerun to resume (default: beside --out)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Time the table's calibration models again, in the same "
                                      "passes as the validated ones, and refit its overhead term on them (written to the "

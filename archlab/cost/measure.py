@@ -25,7 +25,8 @@ from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import DTYPE_BYTES, Predictor, count
-from archlab.cost.table import IDENTITY, RICHER_FORM_SE, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now
+from archlab.cost.table import (IDENTITY, MAX_PASSES, RICHER_FORM_SE, FitPoint, LatencyTable, MissingBlocks, fit_overhead,
+                                now)
 from archlab.errors import ConfigError
 
 
@@ -326,7 +327,7 @@ class ModelTimings:
         return description_from_dict(self.data["models"][name]["description"])
 
     def run(self, *, passes: int, repeats: int, seed: int, show_progress: bool = True, label: str = "models",
-            settle: float = 0.0, max_passes: int | None = None, statistic: str = "min") -> None:
+            settle: float = 0.0, max_passes: int = MAX_PASSES, statistic: str = "min") -> None:
         """Time every model ``passes`` times, interleaved; then, with ``settle``, time again each model
         whose two fastest passes still differ by more than that share, one more pass over all such
         models at a time (shuffled), until they agree or have ``max_passes`` passes.
@@ -336,7 +337,7 @@ class ModelTimings:
         that agree say the fastest is what the machine does; the extra passes go only where they
         do not. The test-retest figures stay pass 1 against pass 2.
         """
-        limit = max(passes, max_passes or passes) if settle > 0 else passes
+        limit = max(passes, max_passes) if settle > 0 else passes
         self.check_disk(passes)
         rng = np.random.default_rng(seed)
         orders = [rng.permutation(len(self.descs)) for _ in range(limit)]
@@ -528,7 +529,7 @@ def flops_baseline(table: LatencyTable) -> tuple[float, float]:
 
 def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
              timings_path: str | Path | None = None, passes: int = 2, show_progress: bool = True,
-             recalibrate: Sequence[Description] = (), settle: float = 0.0, max_passes: int | None = None) -> dict[str, Any]:
+             recalibrate: Sequence[Description] = (), settle: float = 0.0, max_passes: int = MAX_PASSES) -> dict[str, Any]:
     """Predicted vs measured end to end for the table, a FLOPs-only baseline, and re-measurement.
 
     Every model is timed ``passes`` times, interleaved with the others (stored in
