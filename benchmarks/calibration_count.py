@@ -16,15 +16,14 @@ retest RMSPE bar and whether each fit meets every absolute goal.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from archlab.cost.measure import ModelTimings, score, store_fit, stored_calibration
+from archlab.cost.measure import ModelTimings, score, stored_calibration
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
-from unseen_error_sources import run_arguments, run_numbers  # the sibling script (benchmarks/ is on sys.path when run)
+from unseen_error_sources import refit_and_score, run_arguments, run_numbers  # the sibling script (benchmarks/ is on sys.path when run)
 
 FIGURES = ("within_10", "within_5", "rmspe", "spearman")
 SUBSETS = (16, 12, 8)
@@ -60,11 +59,8 @@ def main() -> None:
         fits = {"24": score(table, timings, descs, seed=n)}
         forms = {"24": table.metadata["overhead"]["form"]}
         for name, keep in parts(np.argsort(params)).items():
-            with tempfile.TemporaryDirectory() as tmp:  # store_fit saves: a scratch copy, not the run's table
-                copy = LatencyTable(Path(tmp) / "copy.csv", json.loads(json.dumps(table.metadata)), table.rows.copy())
-                store_fit(copy, [calib[i] for i in keep], [calib_ms[i] for i in keep], seed=0)
-                fits[name] = score(copy, timings, descs, seed=n)
-                forms[name] = copy.metadata["overhead"]["form"]
+            fits[name], forms[name] = refit_and_score(table, [calib[i] for i in keep], [calib_ms[i] for i in keep], timings,
+                                                      descs, seed=n)
         bar = 1.25 * result["retest_rmspe"]
         row = {"run": n, "retest_rmspe": result["retest_rmspe"], "bar_rmspe": bar,
                "retest_within_10": result["retest_within_10"], "forms": forms,

@@ -31,7 +31,7 @@ from archlab.cost.backends import get_backend
 from archlab.cost.measure import (calibrate, measure_blocks, open_for_build, sample_table_models, stored_calibration,
                                   validate)
 from archlab.cost.sources import source_specs
-from archlab.cost.table import CALIBRATION_MODELS
+from archlab.cost.table import CALIBRATION_MODELS, MAX_PASSES
 
 SPACE = {
     "name": "unseen",
@@ -68,7 +68,7 @@ def main() -> None:
                    help="times each validation model is timed, interleaved (a rerun with more adds passes to the stored ones)")
     p.add_argument("--settle", type=float, default=0.0,
                    help="time a validation model again while its two fastest passes differ by more than this share (table validate --settle)")
-    p.add_argument("--max-passes", type=int, default=5, help="with --settle: the most passes a model gets")
+    p.add_argument("--max-passes", type=int, default=MAX_PASSES, help="with --settle: the most passes a model gets")
     p.add_argument("--protocol", choices=("joint", "sequential"), default="joint",
                    help="joint: calibration models timed again in the validation's passes (see above)")
     p.add_argument("--work", type=Path, default=Path("out/unseen"))

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import tempfile
 from pathlib import Path
 
-from archlab.cost.measure import ModelTimings, score, store_fit, stored_calibration
+from archlab.cost.measure import ModelTimings, stored_calibration
 from archlab.cost.table import LatencyTable
-from unseen_error_sources import run_numbers  # the sibling script (benchmarks/ is on sys.path when run)
+from unseen_error_sources import refit_and_score, run_numbers  # the sibling script (benchmarks/ is on sys.path when run)
 
 FIGURES = ("within_10", "within_5", "rmspe", "spearman")
 
@@ -53,10 +52,8 @@ def main() -> None:
         scored = {}
         for label, timings in (("settled", ModelTimings.stored(data)), ("two passes", ModelTimings.stored(first_passes(data, 2)))):
             descs = [timings.description(name) for name in names]
-            with tempfile.TemporaryDirectory() as tmp:  # store_fit saves: a scratch copy, not the run's table
-                scratch = LatencyTable(Path(tmp) / "copy.csv", json.loads(json.dumps(table.metadata)), table.rows.copy())
-                store_fit(scratch, calib, [timings.truth(d, scratch.statistic) for d in calib], seed=0)
-                scored[label] = score(scratch, timings, descs, seed=n)
+            scored[label], _ = refit_and_score(table, calib, [timings.truth(d, table.statistic) for d in calib], timings, descs,
+                                               seed=n)
         row = {"run": n, "retest_rmspe": result["retest_rmspe"], "retest_within_10": result["retest_within_10"],
                "truth_spread": {k: scored[k]["truth_spread"] for k in scored}}
         for label, s in scored.items():

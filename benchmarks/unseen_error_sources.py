@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from archlab.cost.measure import ModelTimings, refit, score, stored_calibration
+from archlab.cost.measure import ModelTimings, refit, score, store_fit, stored_calibration
 from archlab.cost.predict import Predictor
 from archlab.cost.table import RICHER_FORM_SE, LatencyTable
 
@@ -43,6 +43,17 @@ from archlab.cost.table import RICHER_FORM_SE, LatencyTable
 def run_numbers(text: str) -> list[int]:
     first, _, last = text.partition("-")
     return list(range(int(first), int(last or first) + 1))
+
+
+def refit_and_score(table: LatencyTable, calib: list, truths: list[float], timings: ModelTimings, descs: list,
+                    *, seed: int) -> tuple[dict, str]:
+    """The overhead fitted again, by the table's own rule, on ``calib`` timed at ``truths``, and
+    ``descs`` scored under it (on a scratch copy: store_fit saves, the run's table stays as it
+    is); with the form the rule picked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = LatencyTable(Path(tmp) / "copy.csv", json.loads(json.dumps(table.metadata)), table.rows.copy())
+        store_fit(copy, calib, truths, seed=0)
+        return score(copy, timings, descs, seed=seed), copy.metadata["overhead"]["form"]
 
 
 def relative_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -452,6 +452,8 @@ def test_settling_times_again_only_the_models_whose_fastest_passes_disagree_and_
     assert sorted(timed[:6]) == sorted(names * 2)  # both passes over every model first
     assert timed[6:] in (["slow-then-steady", "never", "never"], ["never", "slow-then-steady", "never"])
     assert [timings.settled(m, 0.05) for m in models] == [True, True, False]
+    with pytest.raises(ConfigError, match="max-passes: must be at least --passes"):
+        timings.run(passes=3, repeats=1, seed=0, show_progress=False, settle=0.05, max_passes=2)
     # stored as measured: a rerun with the same settings times nothing more
     timed.clear()
     measure.ModelTimings(tmp_path / "t.json", backend, models, batch=1).run(passes=2, repeats=1, seed=0, show_progress=False,

@@ -112,13 +112,10 @@ def validate_cmd(
     Every architecture is timed twice, far apart (interleaved with the others): the
     agreement of the two passes is the noise floor the predictor is judged against.
     """
-    from archlab.cost.measure import backend_for, sample_table_models, stored_calibration, validate
+    from archlab.cost.measure import backend_for, pass_limit, sample_table_models, stored_calibration, validate
     from archlab.cost.table import LatencyTable
 
-    if settle < 0:
-        raise ConfigError("settle", f"must be a share >= 0 (0.05: passes within 5%), not {settle}")
-    if settle > 0 and max_passes < passes:
-        raise ConfigError("max-passes", f"must be at least --passes ({passes}), not {max_passes}")
+    pass_limit(passes, settle, max_passes)  # before anything is loaded or timed
     table = LatencyTable.load(table_file)
     cal_seed = (table.metadata.get("overhead") or {}).get("seed")
     if cal_seed == seed:

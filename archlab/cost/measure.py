@@ -289,6 +289,15 @@ def measured(timing: Timing | dict[str, float], statistic: str) -> float:
     return timing.min_ms if statistic == "min" else timing.median_ms
 
 
+def pass_limit(passes: int, settle: float, max_passes: int) -> int:
+    """The most passes a model can get: ``passes``, or up to ``max_passes`` when settling."""
+    if settle < 0:
+        raise ConfigError("settle", f"must be a share >= 0 (0.05: passes within 5%), not {settle}")
+    if settle > 0 and max_passes < passes:
+        raise ConfigError("max-passes", f"must be at least --passes ({passes}), not {max_passes}")
+    return max_passes if settle > 0 else passes
+
+
 class ModelTimings:
     """End-to-end timings of whole models, several passes each, stored (JSON) as each is measured.
 
@@ -337,7 +346,7 @@ class ModelTimings:
         that agree say the fastest is what the machine does; the extra passes go only where they
         do not. The test-retest figures stay pass 1 against pass 2.
         """
-        limit = max(passes, max_passes) if settle > 0 else passes
+        limit = pass_limit(passes, settle, max_passes)
         self.check_disk(passes)
         rng = np.random.default_rng(seed)
         orders = [rng.permutation(len(self.descs)) for _ in range(limit)]
@@ -346,8 +355,8 @@ class ModelTimings:
         with progress_bar(show_progress) as progress:
             task = progress.add_task(f"{self.backend.name}: {label}", total=total, completed=total - todo, current="")
             for p, order in enumerate(orders):
-                due = [self.descs[int(i)] for i in order if len(self.passes(self.descs[int(i)])) == p
-                       and (p < passes or not self.settled(self.descs[int(i)], settle, statistic))]
+                models = [self.descs[int(i)] for i in order]
+                due = [d for d in models if len(self.passes(d)) == p and (p < passes or not self.settled(d, settle, statistic))]
                 if p >= passes and due:
                     total += len(due)
                     progress.update(task, total=total)
