@@ -593,3 +593,46 @@ def test_a_disagreement_pick_takes_the_models_the_table_and_flops_disagree_on_mo
     truth = [100.0, 200.0, 300.0, 400.0]
     won = closer_share([101, 199, 302, 390], [110, 180, 302, 420], truth)
     assert (won["closer"], won["farther"], won["share"]) == (3, 0, 0.875) and 0 < won["sign_test_p"] <= 0.25
+
+
+def test_how_far_flops_stands_from_the_table_is_known_before_timing_and_says_which_figures_can_separate_them():
+    from archlab.cost.measure import disagreement, flops_baseline, versus_flops
+
+    d = disagreement([100, 200, 300, 400], [104, 188, 345, 400])  # FLOPs +4%, -6%, +15%, 0%
+    assert d["models"] == 4 and (d["flops_off_5"], d["flops_off_10"]) == (0.5, 0.25)
+    assert d["largest_over"] == pytest.approx(0.15) and d["largest_under"] == pytest.approx(-0.06)
+    assert d["rms"] == pytest.approx(np.sqrt((0.04**2 + 0.06**2 + 0.15**2) / 4)) and d["spearman"] == 1.0
+
+    table = LatencyTable.load("x86-2core_torch-cpu")  # predicting only: any machine's table will do
+    result = versus_flops(table, n=40, seed=2)
+    assert result == versus_flops(table, n=40, seed=2)  # seeded
+    a, b = flops_baseline(table)
+    assert result["models"] == 40 and result["baseline_ms"] == {"intercept": a, "per_gflop": b}
+    cli = runner.invoke(app, ["table", "vs-flops", "x86-2core_torch-cpu", "--samples", "40", "--seed", "2", "--json"])
+    assert cli.exit_code == 0 and json.loads(cli.stdout) == json.loads(json.dumps(result))
+    human = runner.invoke(app, ["table", "vs-flops", "x86-2core_torch-cpu", "--samples", "40", "--seed", "2"])
+    assert human.exit_code == 0 and "if the table were exact FLOPs would be off by more than 5%" in human.stdout
+    bad = runner.invoke(app, ["table", "vs-flops", "x86-2core_torch-cpu", "--samples", "2"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --samples:") and bad.stderr.count("\n") == 1
+
+
+def test_calibration_models_can_be_settled_and_the_table_records_how_they_were_timed(tmp_path, monkeypatch):
+    from archlab.cost import measure
+
+    table = _filled(tmp_path)
+    table.metadata["statistic"] = "min"
+    table.save()
+    models = [dataclasses.replace(preset("tiny"), name=f"c{i}") for i in range(3)]
+    timed = _scripted_times(monkeypatch, {"c0": [10, 10.1], "c1": [30, 20, 20.5], "c2": [15, 15]})
+    measure.calibrate(table, _counting_backend(tmp_path / "w"), models, seed=4, show_progress=False, settle=0.05, max_passes=3)
+    assert sorted(timed) == ["c0", "c0", "c1", "c1", "c1", "c2", "c2"]  # only the model whose passes disagree, once more
+    overhead = LatencyTable.read(table.path).metadata["overhead"]
+    assert [m["measured_ms"] for m in overhead["models"]] == [10, 20, 15]  # the fastest pass of each
+    assert overhead["timing"] == {"passes": 2, "settle": 0.05, "passes_max": 3}
+    measure.refit(LatencyTable.read(table.path))  # a refit times nothing and keeps the record
+    assert LatencyTable.read(table.path).metadata["overhead"]["timing"] == overhead["timing"]
+    for command in (["table", "build", "tiny", "--out", str(tmp_path / "n.csv"), "--settle", "-1"],
+                    ["table", "calibrate", str(table.path), "--settle", "0.05", "--max-passes", "1"]):
+        bad = runner.invoke(app, command)
+        assert bad.exit_code == 2 and bad.stderr.count("\n") == 1, bad.output
+        assert not (tmp_path / "n.csv").exists()  # refused before anything is written

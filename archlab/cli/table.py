@@ -15,6 +15,10 @@ from archlab.errors import ConfigError
 
 table_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: measure blocks, predict whole UNets, validate.")
 
+SETTLE_HELP = ("After the passes, time again (one more interleaved pass at a time) each model whose two fastest "
+               "passes differ by more than this share, e.g. 0.05 on a shared host with slow spells; 0: exactly the passes.")
+MAX_PASSES_HELP = "With --settle: the most passes a model gets."
+
 
 @table_app.command("keys")
 @user_errors
@@ -54,6 +58,8 @@ def build_cmd(
     calibration_seed: int = typer.Option(0, help="Seed for sampling the calibration models from the first space."),
     batch: int = typer.Option(1),
     cold: bool = typer.Option(False, help="Flush the CPU caches before every timed run of a block (weights cold, as in a whole model)."),
+    settle: float = typer.Option(0.0, help="Calibration models: " + SETTLE_HELP),
+    max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr)."),
 ) -> None:
     """Measure every distinct block of the sources on a backend, then fit the overhead term.
@@ -62,9 +68,10 @@ def build_cmd(
     only the missing blocks are measured.
     """
     from archlab.cost.backends import get_backend
-    from archlab.cost.measure import calibrate as fit, measure_blocks, open_for_build
+    from archlab.cost.measure import CALIBRATION_PASSES, calibrate as fit, measure_blocks, open_for_build, pass_limit
     from archlab.cost.sources import sample_models, source_specs
 
+    pass_limit(CALIBRATION_PASSES, settle, max_passes)  # before anything is timed
     specs, spaces, descs = source_specs(sources, batch=batch)
     tokens = {s.text_tokens for s in specs.values()}
     runtime = get_backend(backend, threads=threads, warmup=warmup, repeats=repeats, cold=cold)
@@ -75,8 +82,8 @@ def build_cmd(
         overhead = table.metadata.get("overhead") or {}
         if calibrate and (done or len(overhead.get("models", [])) != calibrate):
             models = sample_models(spaces, descs, calibrate, calibration_seed, runtime.max_params)
-            fit(table, runtime, models, seed=calibration_seed, show_progress=progress)
-            err_console.print(f"overhead: {describe_overhead(table)} (from {calibrate} whole models)")
+            fit(table, runtime, models, seed=calibration_seed, show_progress=progress, settle=settle, max_passes=max_passes)
+            err_console.print(f"overhead: {describe_overhead(table)} (from {calibrate} whole models{calibration_note(table)})")
     finally:
         runtime.close()
 
@@ -96,10 +103,8 @@ def validate_cmd(
     passes: int = typer.Option(2, help="Times each architecture is timed, interleaved with the others (2: test-retest; "
                                "3 where the host has slow spells longer than a pass: its time is the fastest pass; "
                                "rerun with more to add passes to the stored ones)."),
-    settle: float = typer.Option(0.0, help="After the passes, time again (one more interleaved pass at a time) each "
-                                 "architecture whose two fastest passes differ by more than this share, e.g. 0.05 on a "
-                                 "shared host with slow spells; 0: exactly --passes."),
-    max_passes: int = typer.Option(MAX_PASSES, help="With --settle: the most passes an architecture gets."),
+    settle: float = typer.Option(0.0, help=SETTLE_HELP),
+    max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
     timings: Optional[Path] = typer.Option(None, help="Store each timing here as measured; rerun to resume (default: beside --out)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Time the table's calibration models again, in the same "
                                      "passes as the validated ones, and refit its overhead term on them (written to the "
@@ -151,11 +156,52 @@ def validate_cmd(
     closer = result["table_closer"]
     out_console.print(f"{result['samples']} models ({pick}); the table is closer than FLOPs on "
                       f"{closer['share']:.0%} of them (+- {closer['se']:.0%}; sign test p = {closer['sign_test_p']:.2g})")
+    out_console.print(flops_room(result["flops_disagreement"]))
     spread = result.get("truth_spread")
     if spread:
         counts = f"{result['passes']}" + (f"-{spread['passes_max']}" if spread["passes_max"] > result["passes"] else "")
         out_console.print(f"measured: each model's fastest of {counts} passes; its second fastest within "
                           f"{spread['rms']:.1%} RMS of it (at most {spread['max']:.1%})")
+
+
+@table_app.command("vs-flops")
+@user_errors
+def vs_flops_cmd(
+    table_file: str = typer.Argument(..., help="A table file or a shipped table's name (any machine's: nothing is timed)."),
+    space: Optional[str] = typer.Option(None, help="The search space to sample from; default: the table's first space."),
+    samples: int = typer.Option(3000, help="Architectures to predict."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    max_params: Optional[float] = typer.Option(None, help="Only sample architectures with at most this many parameters."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """How far the table's predictions stand from a FLOPs-only baseline's, before timing anything.
+
+    Where the two never differ by more than 10%, no validation can show the table better than
+    FLOPs on within +-10%; where they rank alike, not on Spearman either. This says which
+    figures a validation can separate them on, for this table and space.
+    """
+    from archlab.cost.measure import versus_flops
+    from archlab.cost.table import LatencyTable
+
+    if samples < 3:
+        raise ConfigError("--samples", f"must be at least 3 (a ranking needs three), not {samples}")
+    result = versus_flops(LatencyTable.load(table_file), n=samples, seed=seed, space=space, max_params=max_params)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    base = result["baseline_ms"]
+    out_console.print(f"{result['table']} against its FLOPs baseline ({base['intercept']:.1f} ms + {base['per_gflop']:.2f} ms "
+                      f"x GFLOPs, fitted on the same calibration models), {result['models']} sampled models (seed {seed}):")
+    out_console.print(flops_room(result))
+
+
+def flops_room(d: dict) -> str:
+    """One sentence on how far FLOPs stands from the table (:func:`archlab.cost.measure.disagreement`)."""
+    verdict = ("within +-10% cannot tell them apart here" if d["flops_off_10"] == 0 else
+               f"within +-10% can separate them on up to {d['flops_off_10']:.1%} of models")
+    return (f"FLOPs / table - 1: RMS {d['rms']:.1%}, from {d['largest_under']:+.1%} to {d['largest_over']:+.1%}; "
+            f"if the table were exact FLOPs would be off by more than 5% on {d['flops_off_5']:.1%} of the models, "
+            f"more than 10% on {d['flops_off_10']:.1%} ({verdict}); they rank the models alike to Spearman {d['spearman']:.3f}")
 
 
 @table_app.command("calibrate")
@@ -169,15 +215,19 @@ def calibrate_cmd(
     repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
     refit: bool = typer.Option(False, "--refit", help="Time nothing: fit again on the calibration models already timed "
                                                       "(after a change of the fitting rule; any machine)."),
+    settle: float = typer.Option(0.0, help=SETTLE_HELP),
+    max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
     progress: bool = typer.Option(True),
 ) -> None:
     """Refit a table's overhead term (and optionally switch its statistic) without re-measuring blocks.
 
     Every block of the calibration models is checked to be in the table before anything is timed.
     """
-    from archlab.cost.measure import backend_for, calibrate as fit, refit as fit_stored, sample_table_models
+    from archlab.cost.measure import (CALIBRATION_PASSES, backend_for, calibrate as fit, pass_limit, refit as fit_stored,
+                                      sample_table_models)
     from archlab.cost.table import STATISTICS, LatencyTable
 
+    pass_limit(CALIBRATION_PASSES, settle, max_passes)
     table = LatencyTable.load(table_file)
     if refit:
         if statistic is not None:
@@ -195,10 +245,10 @@ def calibrate_cmd(
             table.metadata["statistic"] = statistic
             table.save()
             table = LatencyTable.read(table.path)
-        fit(table, runtime, descs, seed=seed, show_progress=progress)
+        fit(table, runtime, descs, seed=seed, show_progress=progress, settle=settle, max_passes=max_passes)
     finally:
         runtime.close()
-    err_console.print(f"overhead ({table.statistic}): {describe_overhead(table)} (from {models} whole models)")
+    err_console.print(f"overhead ({table.statistic}): {describe_overhead(table)} (from {models} whole models{calibration_note(table)})")
 
 
 @table_app.command("check")
@@ -233,6 +283,14 @@ def check_cmd(
         t.add_row(r["name"], f"{r['then_ms']:.1f}", f"{r['now_ms']:.1f}", f"{r['drift']:+.1%}")
     out_console.print(t)
     out_console.print(f"median drift {result['median_drift']:+.1%}")
+
+
+def calibration_note(table) -> str:
+    """", settled ..." when the calibration models were timed until their passes agreed."""
+    timing = (table.metadata.get("overhead") or {}).get("timing") or {}
+    if not timing.get("settle"):
+        return ""
+    return f", passes settled within {timing['settle']:.0%}: up to {timing['passes_max']} passes"
 
 
 def describe_overhead(table) -> str:

@@ -369,6 +369,10 @@ class ModelTimings:
                     progress.advance(task)
         self.remove_converted(passes)
 
+    def protocol(self, passes: int, settle: float) -> dict[str, Any]:
+        """How the models were timed, for a table's metadata: passes asked for, the settle share, most passes taken."""
+        return {"passes": passes, "settle": settle, "passes_max": max(len(self.passes(d)) for d in self.descs)}
+
     def settled(self, desc: Description, settle: float, statistic: str = "min") -> bool:
         """Whether the model's two fastest passes agree within ``settle`` (a share of the fastest)."""
         times = sorted(measured(r, statistic) for r in self.passes(desc))
@@ -423,13 +427,22 @@ def fit_points(table: LatencyTable, descs: Sequence[Description], truths: Sequen
     return out
 
 
+CALIBRATION_PASSES = 2  # interleaved passes over the calibration models (the table's repeats split between them)
+
+
 def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
-              show_progress: bool = True, passes: int = 2) -> None:
-    """Fit the table's overhead term from whole-model timings; store the fit, its choice and its models."""
+              show_progress: bool = True, passes: int = CALIBRATION_PASSES, settle: float = 0.0, max_passes: int = MAX_PASSES) -> None:
+    """Fit the table's overhead term from whole-model timings; store the fit, its choice and its models.
+
+    ``settle``, ``max_passes``: as in :func:`validate`, time a model again while its two fastest
+    passes differ by more than ``settle``. Every prediction of the table goes through this fit,
+    so a calibration model measured in a slow spell of the host shifts all of them.
+    """
     timings = ModelTimings(None, backend, descs, batch=int(table.metadata["batch"]))
     timings.run(passes=passes, repeats=max(1, math.ceil(backend.repeats / passes)), seed=seed, show_progress=show_progress,
-                label="calibration models")
-    store_fit(table, descs, [timings.truth(d, table.statistic) for d in descs], seed=seed)
+                label="calibration models", settle=settle, max_passes=max_passes, statistic=table.statistic)
+    store_fit(table, descs, [timings.truth(d, table.statistic) for d in descs], seed=seed,
+              timing=timings.protocol(passes, settle))
 
 
 def stored_calibration(table: LatencyTable) -> tuple[list[Description], list[float]]:
@@ -448,11 +461,13 @@ def refit(table: LatencyTable) -> None:
     if table.metadata["overhead"].get("statistic", table.statistic) != table.statistic:
         raise ConfigError(f"{table.path}: metadata.statistic", "differs from the one the calibration models were timed "
                           "with; recalibrate without --refit")
-    store_fit(table, descs, truths, seed=table.metadata["overhead"].get("seed"))
+    store_fit(table, descs, truths, seed=table.metadata["overhead"].get("seed"), timing=table.metadata["overhead"].get("timing"))
 
 
-def store_fit(table: LatencyTable, descs: Sequence[Description], truths: Sequence[float], *, seed: int | None) -> None:
-    """Fit the overhead term on timed whole models; store the fit, its choice and its models in the table."""
+def store_fit(table: LatencyTable, descs: Sequence[Description], truths: Sequence[float], *, seed: int | None,
+              timing: dict[str, Any] | None = None) -> None:
+    """Fit the overhead term on timed whole models; store the fit, its choice and its models in the table
+    (``timing``: how the models were timed, :meth:`ModelTimings.protocol`)."""
     stat = table.statistic
     points = fit_points(table, descs, truths)
     overhead, loo = fit_overhead(points)
@@ -463,6 +478,7 @@ def store_fit(table: LatencyTable, descs: Sequence[Description], truths: Sequenc
                   "[+ per_gb x weight GB]; the simplest form unless a richer one's leave-one-out squared "
                   f"errors are lower by more than {RICHER_FORM_SE:g} paired standard errors",
         "leave_one_out_rmspe": loo,
+        **({"timing": timing} if timing else {}),
         "models": [{"name": d.name, "block_sum_ms": round(sum(p.kind_sums), 3), "weight_gb": round(p.weight_gb, 4),
                     "measured_ms": round(t, 3), "gflops": round(predictor.score(d).gflops, 3), "description": d.to_dict()}
                    for d, p, t in zip(descs, points, truths)],
@@ -525,6 +541,46 @@ def closer_share(predicted: Sequence[float], baseline: Sequence[float], measured
             "sign_test_p": float(binomtest(closer, closer + farther).pvalue) if closer + farther else 1.0}
 
 
+def disagreement(table_ms: Sequence[float], flops_ms: Sequence[float]) -> dict[str, float]:
+    """How far the FLOPs baseline's predictions stand from the table's on the same models: the
+    room a validation has to tell the two apart, known before anything is timed.
+
+    ``flops_off_10`` (``_5``): the share of the models FLOPs would put outside +-10% (+-5%) if
+    the table were exact. Where it is near 0, within +-10% cannot separate the two: FLOPs is
+    within +-10% wherever the table is close, and the table's lead or lag there is its own
+    errors and measurement noise. ``spearman`` near 1: the two rank the models alike.
+    """
+    t, f = np.asarray(table_ms, float), np.asarray(flops_ms, float)
+    off = f / t - 1
+    return {"models": len(t), "rms": float(np.sqrt(np.mean(off**2))), "largest_over": float(off.max()),
+            "largest_under": float(off.min()), "flops_off_5": float(np.mean(np.abs(off) > 0.05)),
+            "flops_off_10": float(np.mean(np.abs(off) > 0.10)),
+            "spearman": float(spearmanr(t, f).statistic) if len(t) > 2 else float("nan")}
+
+
+VERSUS_FLOPS_SAMPLES = 3000  # ~5 s to predict; a share of 1 in 1000 models is resolved
+
+
+def versus_flops(table: LatencyTable, *, n: int = VERSUS_FLOPS_SAMPLES, seed: int = 0, space: str | None = None,
+                 max_params: float | None = None) -> dict[str, Any]:
+    """:func:`disagreement` of the table and its FLOPs baseline on ``n`` models sampled as a
+    validation samples them (the table's space, the runtime's size limit). Times nothing, so it
+    runs on any machine: whether a table can be better than FLOPs at all, and on which figures,
+    is a property of the table and the space.
+
+    >>> from archlab.cost.table import LatencyTable
+    >>> result = versus_flops(LatencyTable.load("x86-2core_torch-cpu"), n=50, seed=1)
+    >>> result["models"], 0 < result["rms"] < 1, sorted(result["baseline_ms"])
+    (50, True, ['intercept', 'per_gflop'])
+    """
+    descs = sample_table_models(table, n=n, seed=seed, space=space, max_params=max_params)
+    a, b = flops_baseline(table)
+    predictor = Predictor([table], check_device=False)
+    scores = [predictor.score(d) for d in descs]
+    return {**disagreement([s.latency_ms[table.label] for s in scores], [a + b * s.gflops for s in scores]),
+            "baseline_ms": {"intercept": a, "per_gflop": b}, "seed": seed, "table": table.name}
+
+
 def flops_baseline(table: LatencyTable) -> tuple[float, float]:
     """``latency = a + b x GFLOPs`` fitted (relative least squares) on the table's calibration models."""
     calib = (table.metadata.get("overhead") or {}).get("models") or []
@@ -573,7 +629,8 @@ def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Descr
     stored_fit = table.metadata.get("overhead") or {}
     as_stored = score(table, timings, descs, seed=seed)
     store_fit(table, calibration, [timings.truth(d, table.statistic) for d in calibration],
-              seed=stored_fit.get("seed"))  # the seed they were sampled with, if any
+              seed=stored_fit.get("seed"),  # the seed they were sampled with, if any
+              timing={**timings.protocol(passes, settle), "with": "the validation's models"})
     result = {**score(table, timings, descs, seed=seed),
               "calibration": f"refitted on {len(calibration)} models timed in the same passes"}
     # the fit the table had, on the same timings: how much of its error was the host's drift since
@@ -599,7 +656,7 @@ def score(table: LatencyTable, timings: ModelTimings, descs: Sequence[Descriptio
     predicted, flops = [r["predicted_ms"] for r in rows], [r["flops_predicted_ms"] for r in rows]
     result = {**accuracy(predicted, truth), **{f"flops_{k}": v for k, v in accuracy(flops, truth).items()},
               "table_minus_flops": paired_bootstrap(predicted, flops, truth, seed=seed),
-              "table_closer": closer_share(predicted, flops, truth)}
+              "table_closer": closer_share(predicted, flops, truth), "flops_disagreement": disagreement(predicted, flops)}
     passes = min(len(r["passes_ms"]) for r in rows)
     if passes >= 2:
         retest = accuracy([r["passes_ms"][0] for r in rows], [r["passes_ms"][1] for r in rows])
