@@ -629,6 +629,8 @@ def test_calibration_models_can_be_settled_and_the_table_records_how_they_were_t
     overhead = LatencyTable.read(table.path).metadata["overhead"]
     assert [m["measured_ms"] for m in overhead["models"]] == [10, 20, 15]  # the fastest pass of each
     assert overhead["timing"] == {"passes": 2, "settle": 0.05, "passes_max": 3}
+    shown = runner.invoke(app, ["table", "show", str(table.path)])
+    assert shown.exit_code == 0 and "passes settled within 5%: up to 3 passes" in shown.stdout
     measure.refit(LatencyTable.read(table.path))  # a refit times nothing and keeps the record
     assert LatencyTable.read(table.path).metadata["overhead"]["timing"] == overhead["timing"]
     for command in (["table", "build", "tiny", "--out", str(tmp_path / "n.csv"), "--settle", "-1"],

@@ -312,7 +312,7 @@ def show_cmd(table_file: str = typer.Argument(..., help="A table file or a shipp
     print(json.dumps(meta, indent=2))
     o = table.metadata.get("overhead")
     if o:
-        print(f"overhead: {describe_overhead(table)}, from {len(o.get('models', []))} whole models")
+        print(f"overhead: {describe_overhead(table)}, from {len(o.get('models', []))} whole models{calibration_note(table)}")
     print(f"{len(table)} blocks; " + ", ".join(f"{k}: {v}" for k, v in table.rows["kind"].value_counts().items()))
 
 
