@@ -218,6 +218,7 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
     assert checked.exit_code == 0, checked.output
     report = json.loads(checked.stdout)
     assert report["fingerprint_differences"] == [] and len(report["models"]) == 2
+    assert report["verdict"]["holds"] == (abs(report["median_drift"]) <= 0.10)
     calibrated = runner.invoke(app, ["table", "calibrate", str(out), "--models", "5", "--seed", "2", "--repeats", "2"])
     assert calibrated.exit_code == 0, calibrated.output  # the table's own source (the tiny space), no --space needed
     assert LatencyTable.read(out).metadata["overhead"]["seed"] == 2
@@ -638,3 +639,14 @@ def test_calibration_models_can_be_settled_and_the_table_records_how_they_were_t
         bad = runner.invoke(app, command)
         assert bad.exit_code == 2 and bad.stderr.count("\n") == 1, bad.output
         assert not (tmp_path / "n.csv").exists()  # refused before anything is written
+
+
+def test_a_checked_table_says_whether_it_holds_here_and_what_to_do_when_it_does_not():
+    from archlab.cost.measure import DRIFT_LIMIT, drift_verdict
+
+    assert drift_verdict("t.csv", [], 0.041) == {"holds": True, "advice": "holds here: median drift within +-10%"}
+    drifted = drift_verdict("t.csv", [], -0.15)
+    assert not drifted["holds"] and "-15%" in drifted["advice"] and "archlab table calibrate t.csv" in drifted["advice"]
+    foreign = drift_verdict("t.csv", ["cpu_flags differ"], 0.02)  # another machine never holds, whatever the drift
+    assert not foreign["holds"] and "build a table here" in foreign["advice"]
+    assert drift_verdict("t.csv", [], DRIFT_LIMIT)["holds"]

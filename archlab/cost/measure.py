@@ -25,8 +25,8 @@ from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import DTYPE_BYTES, Predictor, count
-from archlab.cost.table import (IDENTITY, MAX_PASSES, RICHER_FORM_SE, FitPoint, LatencyTable, MissingBlocks, fit_overhead,
-                                now)
+from archlab.cost.table import (CALIBRATION_PASSES, IDENTITY, MAX_PASSES, RICHER_FORM_SE, FitPoint, LatencyTable,
+                                MissingBlocks, fit_overhead, now)
 from archlab.errors import ConfigError
 
 
@@ -427,9 +427,6 @@ def fit_points(table: LatencyTable, descs: Sequence[Description], truths: Sequen
     return out
 
 
-CALIBRATION_PASSES = 2  # interleaved passes over the calibration models (the table's repeats split between them)
-
-
 def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
               show_progress: bool = True, passes: int = CALIBRATION_PASSES, settle: float = 0.0, max_passes: int = MAX_PASSES) -> None:
     """Fit the table's overhead term from whole-model timings; store the fit, its choice and its models.
@@ -671,21 +668,47 @@ def score(table: LatencyTable, timings: ModelTimings, descs: Sequence[Descriptio
     return result
 
 
-def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, show_progress: bool = True) -> dict[str, Any]:
-    """Re-time up to ``models`` of the table's calibration models here; their drift from then to now."""
+def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, passes: int = CALIBRATION_PASSES,
+          show_progress: bool = True) -> dict[str, Any]:
+    """Re-time up to ``models`` of the table's calibration models here; their drift from then to now.
+
+    Timed in ``passes`` interleaved passes of ``backend.repeats`` runs, as calibration times
+    them (with the defaults, the fastest of 8 runs in 2 passes both then and now): on a noisy
+    host the fastest of fewer runs comes out slower, which would read as drift.
+    """
     calib = (table.metadata.get("overhead") or {}).get("models") or []
     stored = [c for c in calib if "description" in c][:models]
     if not stored:
         raise ConfigError(f"{table.path}: metadata.overhead.models", "hold no descriptions to re-time (run `archlab table calibrate` first)")
     descs = [description_from_dict(c["description"]) for c in stored]
     timings = ModelTimings(None, backend, descs, batch=int(table.metadata["batch"]))
-    timings.run(passes=1, repeats=backend.repeats, seed=0, show_progress=show_progress, label="check models")
+    timings.run(passes=passes, repeats=backend.repeats, seed=0, show_progress=show_progress, label="check models")
     stat = table.statistic
     rows = []
     for c, d in zip(stored, descs):
         now_ms = timings.truth(d, stat)
         rows.append({"name": d.name, "then_ms": c["measured_ms"], "now_ms": round(now_ms, 3),
                      "drift": round(now_ms / c["measured_ms"] - 1, 4)})
+    differences = backend.differences_from(table.metadata.get("fingerprint"))
+    drift = float(np.median([r["drift"] for r in rows]))
     return {"table": str(table.path), "device_then": table.metadata.get("device"), "device_now": backend.device_name(),
-            "fingerprint_differences": backend.differences_from(table.metadata.get("fingerprint")),
-            "median_drift": float(np.median([r["drift"] for r in rows])), "models": rows}
+            "fingerprint_differences": differences, "median_drift": drift,
+            "verdict": drift_verdict(table.name, differences, drift), "models": rows}
+
+
+# The median drift a table's own host stays within: the shipped CPU tables checked on their
+# host ten days after the build drifted -4.6% and -0.3% (one-pass checks of the torch-cpu
+# table: +4.1 to +7.5%); on another "AMD EPYC" +31% and +47%.
+DRIFT_LIMIT = 0.10
+
+
+def drift_verdict(name: str, differences: Sequence[str], median_drift: float) -> dict[str, Any]:
+    """Whether a checked table predicts for this machine, and what to do when it does not."""
+    if differences:
+        return {"holds": False, "advice": f"measured on another machine: build a table here (`archlab table build`); "
+                                          f"{name} predicts that machine's latencies, {median_drift:+.0%} off here"}
+    if abs(median_drift) > DRIFT_LIMIT:
+        return {"holds": False, "advice": f"this machine runs {median_drift:+.0%} from the table, beyond +-{DRIFT_LIMIT:.0%}: "
+                                          f"refit it here (`archlab table calibrate {name} --settle 0.05`) and validate, "
+                                          "or build again"}
+    return {"holds": True, "advice": f"holds here: median drift within +-{DRIFT_LIMIT:.0%}"}
