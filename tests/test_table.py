@@ -650,3 +650,5 @@ def test_a_checked_table_says_whether_it_holds_here_and_what_to_do_when_it_does_
     foreign = drift_verdict("t.csv", ["cpu_flags differ"], 0.02)  # another machine never holds, whatever the drift
     assert not foreign["holds"] and "build a table here" in foreign["advice"]
     assert drift_verdict("t.csv", [], DRIFT_LIMIT)["holds"]
+    bad = runner.invoke(app, ["table", "check", "x86-2core_torch-cpu", "--passes", "0"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: passes:") and bad.stderr.count("\n") == 1

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from archlab.cli.common import err_console, out_console, user_errors
-from archlab.cost.table import CALIBRATION_MODELS, CALIBRATION_PASSES, MAX_PASSES
+from archlab.cost.table import CALIBRATION_MODELS, CALIBRATION_PASSES, MAX_PASSES, VERSUS_FLOPS_SAMPLES
 from archlab.errors import ConfigError
 
 table_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: measure blocks, predict whole UNets, validate.")
@@ -169,7 +169,7 @@ def validate_cmd(
 def vs_flops_cmd(
     table_file: str = typer.Argument(..., help="A table file or a shipped table's name (any machine's: nothing is timed)."),
     space: Optional[str] = typer.Option(None, help="The search space to sample from; default: the table's first space."),
-    samples: int = typer.Option(3000, help="Architectures to predict."),
+    samples: int = typer.Option(VERSUS_FLOPS_SAMPLES, help="Architectures to predict."),
     seed: int = typer.Option(0, help="Sampling seed."),
     max_params: Optional[float] = typer.Option(None, help="Only sample architectures with at most this many parameters."),
     as_json: bool = typer.Option(False, "--json"),
@@ -266,8 +266,6 @@ def check_cmd(
     from archlab.cost.measure import check
     from archlab.cost.table import LatencyTable
 
-    if passes < 1 or repeats < 1:
-        raise ConfigError("--passes" if passes < 1 else "--repeats", "must be at least 1")
     table = LatencyTable.load(table_file)
     meta = table.metadata
     runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=repeats)

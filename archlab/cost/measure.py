@@ -25,8 +25,8 @@ from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import DTYPE_BYTES, Predictor, count
-from archlab.cost.table import (CALIBRATION_PASSES, IDENTITY, MAX_PASSES, RICHER_FORM_SE, FitPoint, LatencyTable,
-                                MissingBlocks, fit_overhead, now)
+from archlab.cost.table import (CALIBRATION_PASSES, IDENTITY, MAX_PASSES, RICHER_FORM_SE, VERSUS_FLOPS_SAMPLES, FitPoint,
+                                LatencyTable, MissingBlocks, fit_overhead, now)
 from archlab.errors import ConfigError
 
 
@@ -555,9 +555,6 @@ def disagreement(table_ms: Sequence[float], flops_ms: Sequence[float]) -> dict[s
             "spearman": float(spearmanr(t, f).statistic) if len(t) > 2 else float("nan")}
 
 
-VERSUS_FLOPS_SAMPLES = 3000  # ~5 s to predict; a share of 1 in 1000 models is resolved
-
-
 def versus_flops(table: LatencyTable, *, n: int = VERSUS_FLOPS_SAMPLES, seed: int = 0, space: str | None = None,
                  max_params: float | None = None) -> dict[str, Any]:
     """:func:`disagreement` of the table and its FLOPs baseline on ``n`` models sampled as a
@@ -676,6 +673,8 @@ def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, pass
     them (with the defaults, the fastest of 8 runs in 2 passes both then and now): on a noisy
     host the fastest of fewer runs comes out slower, which would read as drift.
     """
+    if passes < 1 or backend.repeats < 1:
+        raise ConfigError("passes" if passes < 1 else "repeats", "must be at least 1")
     calib = (table.metadata.get("overhead") or {}).get("models") or []
     stored = [c for c in calib if "description" in c][:models]
     if not stored:

@@ -275,6 +275,7 @@ RICHER_FORM_SE = 2.0  # a richer form must beat the form kept so far by this man
 # (benchmarks/calibration_count.py); 24 lowered it another 0.3 points at twice that time.
 CALIBRATION_MODELS = 12
 CALIBRATION_PASSES = 2  # interleaved passes over the calibration models (the table's repeats split between them)
+VERSUS_FLOPS_SAMPLES = 3000  # models `table vs-flops` predicts: ~5 s; a share of 1 in 1000 is resolved
 # validation with --settle: the most passes a model gets (on the noisy 2-core VM of 2026-12-04,
 # one thread, 4 runs: at most 5 passes settled 25, 30, 29 and 30 of 30 models within 5%)
 MAX_PASSES = 5
