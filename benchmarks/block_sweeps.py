@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("out/block_sweeps"))
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    space_file = write_space(a.work)
+    space_file, _ = write_space(a.work)
     specs, _, _ = source_specs([str(space_file)])
     tables: dict[str, list] = {name: [] for name in PROTOCOLS}
     minutes: dict[str, list[float]] = {name: [] for name in PROTOCOLS}

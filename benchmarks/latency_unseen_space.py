@@ -48,16 +48,23 @@ SPACE = {
 }
 
 
-def write_space(work: Path) -> Path:
-    """The space as a YAML file in ``work`` (made if missing), as archlab reads a user's."""
+def write_space(work: Path, source: Path | None = None) -> tuple[Path, dict]:
+    """The space as a YAML file in ``work`` (made if missing), as archlab reads a user's, and its contents.
+
+    ``source``: another space file to run instead of the built-in one (copied, so the work
+    folder holds what was timed).
+    """
     work.mkdir(parents=True, exist_ok=True)
-    space_file = work / "unseen.yaml"
-    space_file.write_text(yaml.safe_dump(SPACE, sort_keys=False))
-    return space_file
+    space = SPACE if source is None else yaml.safe_load(source.read_text())
+    space_file = work / ("unseen.yaml" if source is None else source.name)
+    space_file.write_text(yaml.safe_dump(space, sort_keys=False) if source is None else source.read_text())
+    return space_file, space
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--space", type=Path, default=None,
+                   help="a space file to run instead of the built-in one (e.g. benchmarks/spaces/fresh_2026-12-04.yaml)")
     p.add_argument("--backend", default="torch-cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--samples", type=int, default=30)
@@ -74,12 +81,12 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("out/unseen"))
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    space_file = write_space(a.work)
+    space_file, space = write_space(a.work, a.space)
     start = time.perf_counter()
     specs, spaces, _ = source_specs([str(space_file)])
     backend = get_backend(a.backend, threads=a.threads, warmup=2, repeats=8, cold=a.cold, workdir=a.work / f"{a.backend}.work")
     table = open_for_build(str(a.work / f"{a.backend}.csv"), backend, dtype="float32", batch=1,
-                           extra={"text_tokens": SPACE["base"]["text_tokens"], "sources": [str(space_file)]})
+                           extra={"text_tokens": space["base"]["text_tokens"], "sources": [str(space_file)]})
     measure_blocks(table, backend, specs)
     built = time.perf_counter()
     sequential_fit = a.work / f"{a.backend}.sequential-overhead.json"  # the build's own fit, kept for rescoring
@@ -98,7 +105,7 @@ def main() -> None:
         result["sequential"] = result.pop("as_stored")  # the build's fit scored on the same timings
     result["protocol"] = a.protocol
     done = time.perf_counter()
-    result.update({"space": SPACE, "distinct_blocks": len(specs), "architectures": spaces[0].size(),
+    result.update({"space": space, "distinct_blocks": len(specs), "architectures": spaces[0].size(),
                    "overhead": {k: v for k, v in table.metadata["overhead"].items() if k != "models"},
                    "minutes": {"build": round((built - start) / 60, 1), "calibrate": round((calibrated - built) / 60, 1),
                                "validate": round((done - calibrated) / 60, 1)}})

@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        space = load_space(write_space(Path(tmp)))
+        space = load_space(write_space(Path(tmp))[0])
     rows = []
     for _, desc in space.samples(a.models, seed=a.seed):
         model, inputs = model_and_inputs(desc, batch=1)
