@@ -71,6 +71,7 @@ def main() -> None:
     p.add_argument("--calibrate", type=int, default=CALIBRATION_MODELS, help="calibration models (table build's default)")
     p.add_argument("--validation-seed", type=int, default=1, help="which models validate (another seed: another sample)")
     p.add_argument("--cold", action="store_true", help="time blocks with cold caches")
+    p.add_argument("--allocator", choices=("steady", "system"), default=None, help="the backend's default unless given")
     p.add_argument("--passes", type=int, default=2,
                    help="times each validation model is timed, interleaved (a rerun with more adds passes to the stored ones)")
     p.add_argument("--settle", type=float, default=0.0,
@@ -84,7 +85,8 @@ def main() -> None:
     space_file, space = write_space(a.work, a.space)
     start = time.perf_counter()
     specs, spaces, _ = source_specs([str(space_file)])
-    backend = get_backend(a.backend, threads=a.threads, warmup=2, repeats=8, cold=a.cold, workdir=a.work / f"{a.backend}.work")
+    backend = get_backend(a.backend, threads=a.threads, warmup=2, repeats=8, cold=a.cold, workdir=a.work / f"{a.backend}.work",
+                          allocator=a.allocator)
     table = open_for_build(str(a.work / f"{a.backend}.csv"), backend, dtype="float32", batch=1,
                            extra={"text_tokens": space["base"]["text_tokens"], "sources": [str(space_file)]})
     measure_blocks(table, backend, specs)
@@ -96,7 +98,8 @@ def main() -> None:
         sequential_fit.write_text(json.dumps(table.metadata["overhead"]))
     calibrated = time.perf_counter()
     descs = sample_table_models(table, n=a.samples, seed=a.validation_seed)
-    validator = get_backend(a.backend, threads=a.threads, warmup=1, repeats=3, cold=False, workdir=a.work / f"{a.backend}.vwork")
+    validator = get_backend(a.backend, threads=a.threads, warmup=1, repeats=3, cold=False, workdir=a.work / f"{a.backend}.vwork",
+                            allocator=a.allocator)
     table.metadata["overhead"] = json.loads(sequential_fit.read_text())  # a rerun starts from the build's fit again
     result = validate(table, validator, descs, seed=a.validation_seed, timings_path=a.work / f"{a.backend}.timings.json",
                       passes=a.passes, recalibrate=stored_calibration(table)[0] if a.protocol == "joint" else (),

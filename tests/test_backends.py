@@ -1,5 +1,9 @@
 """The conformance test every latency backend runs, on the same block module."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -75,3 +79,46 @@ def test_unknown_backend_is_a_config_error():
 
     with pytest.raises(ConfigError, match="backend: unknown backend 'tpu'"):
         get_backend("tpu")
+
+
+FAULTS_SCRIPT = """
+import json, resource, sys, torch
+from archlab.cost.backends import get_backend
+class Scores(torch.nn.Module):  # a 64 MB intermediate, as a ReLU attention's score matrix at 4000 tokens
+    def forward(self, x):
+        return (x @ x.transpose(-1, -2)).relu().sum()
+x, out = torch.randn(4000, 64), {}
+for mode in ("system", "steady"):  # in this order: steady is process-wide and cannot be undone
+    backend = get_backend("torch-cpu", threads=1, warmup=2, repeats=1, allocator=mode)
+    run = backend.prepare(Scores(), (x,))
+    backend.measure(run)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    run()
+    out[mode] = [backend.metadata()["allocator"], resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before]
+print(json.dumps(out))
+"""
+
+
+def test_a_steady_allocator_stops_large_buffers_page_faulting_in_on_every_run():
+    """Eager PyTorch's large intermediates cost page faults on every run under glibc's default; the steady
+    allocator (torch-cpu's default for new tables, recorded in their metadata) reuses them instead."""
+    from archlab.cost.backends.base import use_steady_allocator
+
+    if sys.platform != "linux":
+        pytest.skip("glibc's mallopt: Linux only")
+    result = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    faults = json.loads(result.stdout.strip().splitlines()[-1])
+    if faults["steady"][0] != "steady":  # a C library without mallopt: the table says what it was timed with
+        assert not use_steady_allocator()
+        pytest.skip("no mallopt here")
+    assert faults["system"][0] == "system" and faults["system"][1] > 4000  # 64 MB is 16384 pages
+    assert faults["steady"][1] < 100
+    assert get_backend("torch-cpu").allocator == "steady" and get_backend("onnxruntime").allocator == "system"
+
+
+def test_an_unknown_allocator_is_refused_in_one_line():
+    from archlab import ConfigError
+
+    with pytest.raises(ConfigError, match="allocator: 'fast' is not allowed; allowed: steady, system"):
+        get_backend("torch-cpu", allocator="fast")

@@ -652,3 +652,25 @@ def test_a_checked_table_says_whether_it_holds_here_and_what_to_do_when_it_does_
     assert drift_verdict("t.csv", [], DRIFT_LIMIT)["holds"]
     bad = runner.invoke(app, ["table", "check", "x86-2core_torch-cpu", "--passes", "0"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: passes:") and bad.stderr.count("\n") == 1
+
+
+def test_a_table_older_than_the_allocator_field_was_timed_with_the_systems_and_resumes_only_so(tmp_path):
+    from archlab.cost.backends import get_backend
+    from archlab.cost.measure import backend_for, open_for_build, table_allocator
+
+    system = get_backend("torch-cpu", threads=1, warmup=0, repeats=1, allocator="system")
+    meta = {k: v for k, v in system.metadata().items() if k != "allocator"}  # as tables were written before the field
+    old = LatencyTable.create(tmp_path / "old.csv", {**meta, "dtype": "float32", "batch": 1, "statistic": "min"})
+    assert table_allocator(old) == "system"
+    again = backend_for(old, warmup=0, repeats=1)  # validate, calibrate and measure-missing time as the table did
+    assert again.allocator == "system"
+    again.close()
+    assert open_for_build(str(old.path), system, dtype="float32", batch=1, extra={}).metadata.get("allocator") is None
+    steady = get_backend("torch-cpu", threads=1, warmup=0, repeats=1)
+    if steady.allocator == "steady":  # where the C library has mallopt
+        with pytest.raises(ConfigError, match=r"metadata\.allocator: the file says 'system', this build 'steady'"):
+            open_for_build(str(old.path), steady, dtype="float32", batch=1, extra={})
+    result = runner.invoke(app, ["table", "build", "preset:tiny", "--out", str(tmp_path / "new.csv"), "--allocator", "fast",
+                                 "--calibrate", "0", "--no-progress"])
+    assert result.exit_code == 2 and "allocator: 'fast' is not allowed" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "new.csv").exists()  # refused before anything was written

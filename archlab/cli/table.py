@@ -58,6 +58,9 @@ def build_cmd(
     calibration_seed: int = typer.Option(0, help="Seed for sampling the calibration models from the first space."),
     batch: int = typer.Option(1),
     cold: bool = typer.Option(False, help="Flush the CPU caches before every timed run of a block (weights cold, as in a whole model)."),
+    allocator: Optional[str] = typer.Option(None, help="steady: freed memory stays in the process, so large buffers are not "
+                                            "page-faulted in afresh on every run (glibc; torch-cpu's default); system: the C "
+                                            "library's default (other runtimes' default). Recorded in the table."),
     settle: float = typer.Option(0.0, help="Calibration models: " + SETTLE_HELP),
     max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr)."),
@@ -74,7 +77,7 @@ def build_cmd(
     pass_limit(CALIBRATION_PASSES, settle, max_passes)  # before anything is timed
     specs, spaces, descs = source_specs(sources, batch=batch)
     tokens = {s.text_tokens for s in specs.values()}
-    runtime = get_backend(backend, threads=threads, warmup=warmup, repeats=repeats, cold=cold)
+    runtime = get_backend(backend, threads=threads, warmup=warmup, repeats=repeats, cold=cold, allocator=allocator)
     try:
         table = open_for_build(str(out), runtime, dtype="float32", batch=batch, extra={"text_tokens": min(tokens), "sources": sources})
         done = measure_blocks(table, runtime, specs, show_progress=progress)
@@ -263,12 +266,13 @@ def check_cmd(
 ) -> None:
     """Is this table true here? Compares fingerprints and re-times a few of its calibration models here (the drift)."""
     from archlab.cost.backends import get_backend
-    from archlab.cost.measure import check
+    from archlab.cost.measure import check, table_allocator
     from archlab.cost.table import LatencyTable
 
     table = LatencyTable.load(table_file)
     meta = table.metadata
-    runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=repeats)
+    runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=repeats,
+                          allocator=table_allocator(table))
     try:
         result = check(table, runtime, models=models, passes=passes, show_progress=progress)
     finally:

@@ -25,8 +25,8 @@ from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import DTYPE_BYTES, Predictor, count
-from archlab.cost.table import (CALIBRATION_PASSES, IDENTITY, MAX_PASSES, RICHER_FORM_SE, VERSUS_FLOPS_SAMPLES, FitPoint,
-                                LatencyTable, MissingBlocks, fit_overhead, now)
+from archlab.cost.table import (CALIBRATION_PASSES, IDENTITY, IDENTITY_DEFAULTS, MAX_PASSES, RICHER_FORM_SE,
+                                VERSUS_FLOPS_SAMPLES, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now)
 from archlab.errors import ConfigError
 
 
@@ -55,8 +55,9 @@ def open_for_build(path: str, backend: LatencyBackend, *, dtype: str, batch: int
             raise
         return LatencyTable.create(path, meta)
     for key in IDENTITY:
-        if table.metadata.get(key, False if key == "cold" else None) != meta.get(key):
-            raise ConfigError(f"{path}: metadata.{key}", f"the file says {table.metadata.get(key)!r}, this build {meta.get(key)!r}; "
+        recorded = table.metadata.get(key, IDENTITY_DEFAULTS.get(key))
+        if recorded != meta.get(key):
+            raise ConfigError(f"{path}: metadata.{key}", f"the file says {recorded!r}, this build {meta.get(key)!r}; "
                               "write to another file to measure with other settings")
     refuse_foreign(table, backend)
     sources = list(dict.fromkeys([*table.metadata.get("sources", []), *extra.get("sources", [])]))
@@ -142,13 +143,18 @@ def most_disagreeing(table: LatencyTable, predictor: Predictor, pool: Sequence[D
     return [pool[i] for i in sorted([*above, *below])]
 
 
+def table_allocator(table: LatencyTable) -> str:
+    """The allocator setting the table was timed with (tables older than the field: the system's)."""
+    return str(table.metadata.get("allocator", IDENTITY_DEFAULTS["allocator"]))
+
+
 def backend_for(table: LatencyTable, *, warmup: int, repeats: int, workdir: str | Path | None = None) -> LatencyBackend:
-    """The table's own backend, threads and cache setting, refusing a machine other than the one it was measured on."""
+    """The table's own backend, threads, cache and allocator settings, refusing a machine other than the one it was measured on."""
     from archlab.cost.backends import get_backend
 
     meta = table.metadata
     backend = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=warmup, repeats=repeats,
-                          cold=bool(meta.get("cold", False)), workdir=workdir)
+                          cold=bool(meta.get("cold", False)), workdir=workdir, allocator=table_allocator(table))
     try:
         refuse_foreign(table, backend)
     except ConfigError:

@@ -36,7 +36,8 @@ FORMAT = "archlab-latency-table/1"
 COLUMNS = ["key", "kind", "median_ms", "spread_ms", "min_ms", "repeats", "measured_at"]
 REQUIRED_METADATA = ("format", "device", "runtime", "runtime_version", "threads", "dtype", "batch", "warmup", "repeats", "created")
 # the settings a resumed build must share with the file it appends to
-IDENTITY = ("device", "runtime", "threads", "dtype", "batch", "cold")
+IDENTITY = ("device", "runtime", "threads", "dtype", "batch", "cold", "allocator")
+IDENTITY_DEFAULTS = {"cold": False, "allocator": "system"}  # what a table written before the field existed was timed with
 STATISTICS = ("median", "min")
 
 

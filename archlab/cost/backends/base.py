@@ -16,6 +16,14 @@ end-to-end run are comparable:
    model whose weights do not fit the cache.
 4. The runtime uses exactly ``threads`` CPU threads for its kernels; the thread count is part
    of the table's metadata, and tables of different thread counts are not compared.
+5. ``allocator``: ``"steady"`` keeps freed memory in the process (glibc's ``mallopt``), so a
+   module run again reuses its buffers instead of page-faulting them in afresh on every run;
+   ``"system"`` leaves the C library's default, under which a buffer over its adaptive mmap
+   threshold (at most 32 MiB) is mapped and unmapped on every run, and whether one is depends
+   on what the process allocated before. Eager PyTorch's large intermediates (a ReLU
+   attention's score matrix at 40x40 latents: 51 MB) then cost 2.5x as long in one process as
+   in another (benchmarks/README.md, "A space written today"). It is process-wide and cannot
+   be undone, and the table records the setting (missing in older tables: ``"system"``).
 
 Subclasses implement :meth:`LatencyBackend.prepare`, :meth:`runtime_version` and, when not
 the host CPU, :meth:`device_name`; tests/test_backends.py runs the same conformance test on
@@ -25,6 +33,8 @@ every registered backend that can run here.
 from __future__ import annotations
 
 import abc
+import ctypes
+import ctypes.util
 import platform
 import statistics
 import tempfile
@@ -38,7 +48,31 @@ import torch
 from torch import nn
 
 from archlab.convert import safe_name
-from archlab.errors import ArchlabError
+from archlab.errors import ArchlabError, ConfigError
+
+ALLOCATORS = ("steady", "system")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_STEADY_LIMITS = (1 << 30, 32 << 20)  # mmap threshold: 1 GiB where glibc allows it, else its 32 MiB ceiling
+_steady = False
+
+
+def use_steady_allocator() -> bool:
+    """Keep freed memory in this process from now on (glibc); True when in effect.
+
+    Large buffers then come from the heap and are reused run after run instead of being
+    mapped, page-faulted in and unmapped each time. Process-wide and permanent; False (and
+    nothing changed) where the C library has no ``mallopt`` (macOS, musl).
+    """
+    global _steady
+    if not _steady:
+        try:
+            mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        except (OSError, AttributeError):
+            return False
+        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+        mapped = any(mallopt(_M_MMAP_THRESHOLD, limit) == 1 for limit in _STEADY_LIMITS)
+        _steady = mapped and mallopt(_M_TRIM_THRESHOLD, _STEADY_LIMITS[0]) == 1
+    return _steady
 
 
 class BackendUnavailable(ArchlabError):
@@ -93,11 +127,18 @@ class LatencyBackend(abc.ABC):
     max_params: ClassVar[int | None] = None
     # file suffix of the converted copy (weights included) prepare() keeps in workdir; None: nothing converted
     converted_suffix: ClassVar[str | None] = None
+    # the allocator new tables are timed with (see the module docstring, 5); runtimes with their own arenas keep "system"
+    default_allocator: ClassVar[str] = "system"
 
     def __init__(self, *, threads: int = 2, warmup: int = 2, repeats: int = 7, cold: bool = False,
-                 workdir: str | Path | None = None):
+                 workdir: str | Path | None = None, allocator: str | None = None):
         if threads < 1 or warmup < 0 or repeats < 1:
             raise ValueError("threads and repeats must be >= 1, warmup >= 0")
+        allocator = self.default_allocator if allocator is None else allocator
+        if allocator not in ALLOCATORS:
+            raise ConfigError("allocator", f"{allocator!r} is not allowed; allowed: {', '.join(ALLOCATORS)}")
+        # what is in effect: "steady" asked for where the C library cannot do it times with the system's
+        self.allocator = "steady" if allocator == "steady" and use_steady_allocator() else "system"
         self.threads = threads
         self.warmup = warmup
         self.repeats = repeats
@@ -175,7 +216,7 @@ class LatencyBackend(abc.ABC):
     def metadata(self) -> dict[str, Any]:
         return {"runtime": self.name, "runtime_version": self.runtime_version(), "device": self.device_name(),
                 "threads": self.threads, "warmup": self.warmup, "repeats": self.repeats, "cold": self.cold,
-                "fingerprint": self.fingerprint()}
+                "allocator": self.allocator, "fingerprint": self.fingerprint()}
 
     def close(self) -> None:
         if self._tmp is not None:

@@ -14,6 +14,7 @@ class TorchCPUBackend(LatencyBackend):
     """Eager PyTorch, ``torch.set_num_threads(threads)``, inference mode, float32."""
 
     name = "torch-cpu"
+    default_allocator = "steady"  # eager PyTorch allocates every intermediate through malloc on every run
 
     def prepare(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], *, name: str = "model") -> Callable[[], Any]:
         torch.set_num_threads(self.threads)
