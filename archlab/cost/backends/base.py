@@ -23,7 +23,9 @@ end-to-end run are comparable:
    on what the process allocated before. Eager PyTorch's large intermediates (a ReLU
    attention's score matrix at 40x40 latents: 51 MB) then cost 2.5x as long in one process as
    in another (benchmarks/README.md, "A space written today"). It is process-wide and cannot
-   be undone, and the table records the setting (missing in older tables: ``"system"``).
+   be undone (a ``"system"`` backend made later in the same process times with it too; each
+   CLI command makes one), and the table records the setting (missing in older tables:
+   ``"system"``).
 
 Subclasses implement :meth:`LatencyBackend.prepare`, :meth:`runtime_version` and, when not
 the host CPU, :meth:`device_name`; tests/test_backends.py runs the same conformance test on
