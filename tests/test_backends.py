@@ -115,10 +115,3 @@ def test_a_steady_allocator_stops_large_buffers_page_faulting_in_on_every_run():
     assert faults["system"][0] == "system" and faults["system"][1] > 4000  # 64 MB is 16384 pages
     assert faults["steady"][1] < 100
     assert get_backend("torch-cpu").allocator == "steady" and get_backend("onnxruntime").allocator == "system"
-
-
-def test_an_unknown_allocator_is_refused_in_one_line():
-    from archlab import ConfigError
-
-    with pytest.raises(ConfigError, match="allocator: 'fast' is not allowed; allowed: steady, system"):
-        get_backend("torch-cpu", allocator="fast")

@@ -672,5 +672,5 @@ def test_a_table_older_than_the_allocator_field_was_timed_with_the_systems_and_r
             open_for_build(str(old.path), steady, dtype="float32", batch=1, extra={})
     result = runner.invoke(app, ["table", "build", "preset:tiny", "--out", str(tmp_path / "new.csv"), "--allocator", "fast",
                                  "--calibrate", "0", "--no-progress"])
-    assert result.exit_code == 2 and "allocator: 'fast' is not allowed" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 2 and "allocator: 'fast' is not allowed; allowed: steady, system" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "new.csv").exists()  # refused before anything was written

@@ -265,14 +265,11 @@ def check_cmd(
     progress: bool = typer.Option(True),
 ) -> None:
     """Is this table true here? Compares fingerprints and re-times a few of its calibration models here (the drift)."""
-    from archlab.cost.backends import get_backend
-    from archlab.cost.measure import check, table_allocator
+    from archlab.cost.measure import backend_for, check
     from archlab.cost.table import LatencyTable
 
     table = LatencyTable.load(table_file)
-    meta = table.metadata
-    runtime = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=int(meta["warmup"]), repeats=repeats,
-                          allocator=table_allocator(table))
+    runtime = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=repeats, refuse_other_machine=False)
     try:
         result = check(table, runtime, models=models, passes=passes, show_progress=progress)
     finally:

@@ -148,13 +148,17 @@ def table_allocator(table: LatencyTable) -> str:
     return str(table.metadata.get("allocator", IDENTITY_DEFAULTS["allocator"]))
 
 
-def backend_for(table: LatencyTable, *, warmup: int, repeats: int, workdir: str | Path | None = None) -> LatencyBackend:
-    """The table's own backend, threads, cache and allocator settings, refusing a machine other than the one it was measured on."""
+def backend_for(table: LatencyTable, *, warmup: int, repeats: int, workdir: str | Path | None = None,
+                refuse_other_machine: bool = True) -> LatencyBackend:
+    """The table's own backend, threads, cache and allocator settings, refusing a machine other than the one it was
+    measured on (``refuse_other_machine=False``: `table check`, which reports how this machine differs instead)."""
     from archlab.cost.backends import get_backend
 
     meta = table.metadata
     backend = get_backend(meta["runtime"], threads=int(meta["threads"]), warmup=warmup, repeats=repeats,
                           cold=bool(meta.get("cold", False)), workdir=workdir, allocator=table_allocator(table))
+    if not refuse_other_machine:
+        return backend
     try:
         refuse_foreign(table, backend)
     except ConfigError:
