@@ -51,7 +51,8 @@ def build_cmd(
     sources: List[str] = typer.Argument(..., help="Search spaces, presets or description files whose blocks to measure."),
     backend: str = typer.Option("torch-cpu", help="torch-cpu, torch-cuda, onnxruntime or litert."),
     out: Path = typer.Option(..., help="The table file (CSV). An existing one is resumed."),
-    threads: int = typer.Option(2, help="CPU threads the runtime may use."),
+    threads: int = typer.Option(2, help="CPU threads the runtime may use; the table predicts at this count only. "
+                                 "On a shared VM, 1 repeats best for models under ~0.5 s (benchmarks/README.md, one thread)."),
     warmup: int = typer.Option(2, help="Untimed runs before timing each block."),
     repeats: int = typer.Option(8, help="Timed runs per block (over 2 interleaved passes)."),
     calibrate: int = typer.Option(CALIBRATION_MODELS, help="Whole models timed to fit the overhead term, spread over the sizes of the first space (0: none)."),
