@@ -33,6 +33,8 @@ from archlab.cost import LatencyTable, Predictor, count
 from archlab.errors import ArchlabError, ConfigError
 from archlab.search.space import SearchSpace, load_space
 
+from archlab import distill  # noqa: E402,F401  (last: it registers the few_step_score quality metric)
+
 __all__ = [
     "ArchlabError", "ConfigError", "Description", "Downsample", "LatencyTable", "Predictor", "ResnetBlock", "SearchSpace",
     "Site", "Stage", "TextTimeEmbedding", "TransformerBlock", "UNet", "Upsample", "build", "count",

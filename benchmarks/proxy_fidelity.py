@@ -41,7 +41,7 @@ from scipy.stats import kendalltau
 
 from archlab import LatencyTable, Predictor, description_from_dict, load_space
 from archlab.quality import QualityConfig, QualityPipeline
-from archlab.quality.metrics import HIGHER_IS_BETTER
+from archlab.quality import registry
 
 METRICS = ("heldout_loss", "text_gap", "eval_score", "fd")
 
@@ -208,7 +208,7 @@ def analyse(table: dict[str, dict[str, list[dict[str, Any]]]], runs: list[Run], 
             entry: dict[str, Any] = {"archs": len(ok), "tau_vs_reference": tau(s, r), "tau_ci95": bootstrap_tau(s, r),
                                      "reference_separated_pairs": separated_pairs(s, r, r_se),
                                      "tau_vs_reference_eval_score": tau(s, np.array([long_eval[i] for i in ok])) *
-                                     (1 if HIGHER_IS_BETTER[metric] else -1)}
+                                     (1 if registry.get(metric).higher_is_better else -1)}
             pair = [i for i in ok if again[i] is not None]
             if len(pair) >= 4:
                 a0, a1 = np.array([short[i] for i in pair]), np.array([again[i] for i in pair])

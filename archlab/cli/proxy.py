@@ -79,7 +79,12 @@ def train_cmd(
         "device": device,
     })
     desc = resolve(architecture)
-    pipe = QualityPipeline(cfg)
+    space = None
+    if cfg.amortised.kind == "supernet":
+        from archlab.search.space import load_space
+
+        space = load_space(cfg.amortised.space or "mobilediffusion")
+    pipe = QualityPipeline(cfg, space=space, amortised_dir=None if out is None else out / "amortised")
     control = ShuffledCaptions(pipe.data(pipe.input_side(desc)).train, seed=cfg.train.seed) if shuffle_captions else None
     judged = pipe.judge(desc, out_dir=out, progress=progress, train_data=control, keep_model=True)
     model = judged.model

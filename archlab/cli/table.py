@@ -329,7 +329,7 @@ def export_blocks_cmd(
     calibration_seed: int = typer.Option(0),
 ) -> None:
     """One model file per distinct block, to time on a phone; see README for how."""
-    from archlab.cost.measure import progress_bar
+    from archlab.progress import progress_bar
     from archlab.cost.phones import export_blocks
     from archlab.cost.sources import sample_models, source_specs
 

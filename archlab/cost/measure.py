@@ -16,8 +16,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from scipy.stats import spearmanr
 
 from archlab.arch.description import Description, description_from_dict
@@ -28,13 +26,7 @@ from archlab.cost.predict import DTYPE_BYTES, Predictor, count
 from archlab.cost.table import (CALIBRATION_PASSES, IDENTITY, IDENTITY_DEFAULTS, MAX_PASSES, RICHER_FORM_SE,
                                 VERSUS_FLOPS_SAMPLES, FitPoint, LatencyTable, MissingBlocks, fit_overhead, now)
 from archlab.errors import ConfigError
-
-
-def progress_bar(enabled: bool = True) -> Progress:
-    """A rich progress bar on stderr (stdout stays clean for ``--json``)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[current]}"), disable=not enabled, transient=False,
-                    console=Console(stderr=True))
+from archlab.progress import progress_bar
 
 
 def refuse_foreign(table: LatencyTable, backend: LatencyBackend) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from archlab.config import load, read, to_data
+from archlab.distill import few_step  # noqa: F401  (registers the few_step_score metric)
 from archlab.distill.config import DistillConfig, DistillFile, GanConfig
 from archlab.distill.gan import Discriminator, GanFinetuner
 from archlab.distill.step import StepDistiller

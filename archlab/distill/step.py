@@ -30,11 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from archlab.config import to_data
 from archlab.distill.config import DistillConfig
+from archlab.progress import step_bar
 from archlab.quality.diffusion import ddim_step, ddim_times, noisy, target, to_eps_x0
 from archlab.quality.pipeline import QualityPipeline
 from archlab.quality.train import (
@@ -82,16 +81,14 @@ class StageLoop:
         losses: list[float] = []
         start, cpu = time.perf_counter(), time.process_time()
         self.trained.train()
-        with Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("loss {task.fields[loss]}"),
-                      disable=not progress, console=Console(stderr=True)) as bar:
-            task = bar.add_task(self.label, total=total, completed=self.step, loss="-")
+        with step_bar(self.label, total, self.step, enabled=progress) as advance:
             while self.step < total:
                 loss = self.iteration(self.step)
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"{self.label}: loss is {loss} at step {self.step}")
                 self.step += 1
                 losses.append(loss)
-                bar.update(task, completed=self.step, loss=f"{np.mean(losses[-20:]):.4f}")
+                advance(self.step, f"{np.mean(losses[-20:]):.4f}")
                 if self.out_dir is not None and self.step % self.cfg.checkpoint_every == 0:
                     self.save(self.out_dir / self.checkpoint)
         if self.out_dir is not None:

@@ -6,6 +6,7 @@ encoders, the proxy rule, training, metrics with standard errors, and the one
 """
 
 from archlab.quality.config import (
+    AmortisedConfig,
     ClipConfig,
     DataConfig,
     EvalConfig,
@@ -16,16 +17,18 @@ from archlab.quality.config import (
 )
 from archlab.quality.data import ImageFolder, ParquetImages, ShuffledCaptions, SyntheticData, open_data, split
 from archlab.quality.diffusion import Schedule, ddim_sample, ddim_step, ddim_times
-from archlab.quality.metrics import HIGHER_IS_BETTER, Estimate, mean_se, paired
+from archlab.quality import registry
+from archlab.quality.metrics import Estimate, mean_se, paired
+from archlab.quality.registry import Metric
 from archlab.quality.pipeline import Judgement, QualityPipeline, resolve_device
 from archlab.quality.proxy import proxy_description
 from archlab.quality.text import OpenCLIP, OpenCLIPTextEncoder, SmallTextEncoder
 from archlab.quality.train import ProxyModel, Trainer, TrainResult
 
 __all__ = [
-    "HIGHER_IS_BETTER", "ClipConfig", "DataConfig", "Estimate", "EvalConfig", "ImageFolder", "Judgement", "OpenCLIP",
+    "AmortisedConfig", "ClipConfig", "Metric", "DataConfig", "Estimate", "EvalConfig", "ImageFolder", "Judgement", "OpenCLIP",
     "OpenCLIPTextEncoder", "ParquetImages", "ProxyConfig", "ProxyModel", "QualityConfig", "QualityPipeline", "Schedule",
     "ShuffledCaptions", "SmallTextEncoder", "SyntheticData", "TextConfig", "TrainConfig", "TrainResult", "Trainer",
-    "ddim_sample", "ddim_step", "ddim_times", "mean_se", "open_data", "paired", "proxy_description", "resolve_device",
+    "ddim_sample", "ddim_step", "ddim_times", "mean_se", "open_data", "paired", "proxy_description", "registry", "resolve_device",
     "split",
 ]

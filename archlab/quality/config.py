@@ -20,15 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from archlab.config import FilePath, require
+from archlab.config import FilePath, NameOrPath, require
 from archlab.errors import ConfigError
+from archlab.quality import registry
 from archlab.quality.diffusion import Schedule
 
 DATA_KINDS = ("synthetic", "folder", "parquet")
-QUALITY_METRICS = ("heldout_loss", "text_gap", "eval_score", "fd", "clip_score", "few_step_score")
-# what each metric needs: sampling images, the synthetic domain's evaluator, a CLIP model
-SAMPLED_METRICS = ("eval_score", "fd", "clip_score")
-SYNTHETIC_METRICS = ("eval_score", "fd")
 
 
 @dataclass(frozen=True)
@@ -116,9 +113,12 @@ class TrainConfig:
     # an exponential moving average of the weights is what gets measured (0: the last weights). It damps the
     # last steps' noise without changing the trajectory, so a short run is still a long run's checkpoint.
     ema: float = 0.98
+    # proxies trained per candidate, with seeds seed .. seed + seeds - 1; their per-item values are averaged and
+    # the spread between them is reported (the seed noise a single proxy hides)
+    seeds: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "threads", "checkpoint_every"):
+        for name in ("steps", "batch", "threads", "checkpoint_every", "seeds"):
             require(getattr(self, name) >= 1, name, f"{getattr(self, name)} must be at least 1")
         require(self.lr > 0, "lr", f"{self.lr} must be positive")
         require(self.warmup_steps >= 0, "warmup_steps", f"{self.warmup_steps} must be >= 0")
@@ -161,13 +161,43 @@ class EvalConfig:
     guidance: float = 3.0
     seed: int = 1234  # timesteps, noise and sampling noise: the same for every candidate
     batch: int = 64  # images per forward pass in evaluation
-    metrics: tuple[Literal["heldout_loss", "text_gap", "eval_score", "fd", "clip_score", "few_step_score"], ...] = ()  # none: all that apply
+    metrics: tuple[str, ...] = ()  # registered metric names (archlab.quality.registry); none: every default one that applies
     clip: ClipConfig | None = None  # needed for clip_score (and few_step_score on real data)
     few_step: FewStepConfig = field(default_factory=FewStepConfig)
+    # learning-curve score: measure at this many evenly spaced points of the run (the last at the end) and report
+    # each metric's mean over them, item by item; 0 or 1: the end of the run only
+    curve: int = 0
 
     def __post_init__(self) -> None:
         for name in ("heldout", "samples", "ddim_steps", "batch"):
             require(getattr(self, name) >= 1, name, f"{getattr(self, name)} must be at least 1")
+        require(self.curve >= 0, "curve", f"{self.curve} must be >= 0")
+
+
+@dataclass(frozen=True)
+class AmortisedConfig:
+    """A model trained once and shared by every candidate (stored beside the study, resumable).
+
+    ``teacher``: a model of ``arch`` trained for ``steps``; each candidate's proxy learns to match
+    its predictions (output distillation, a share ``weight`` of its loss) and can be scored by
+    ``teacher_distance``. ``supernet``: the search space's largest member (every choice's weights)
+    trained for ``steps`` by the sandwich rule (the largest, the smallest and random members each
+    step); each candidate starts from its slice of those weights (leading channels, leading
+    blocks and layers) and trains on for ``train.steps``.
+    """
+
+    kind: Literal["none", "teacher", "supernet"] = "none"
+    steps: int = 1000  # the shared model's training steps (batch and lr: the train section's)
+    arch: NameOrPath = "mobilediffusion"  # teacher: a preset or description file, under the proxy rule
+    weight: float = 0.5  # teacher: the share of each candidate's loss that matches the teacher (the rest: the task)
+    members: int = 4  # supernet: members per step (largest, smallest, then random ones)
+    space: NameOrPath | None = None  # supernet: the space it covers (a study's own space when unset)
+    seed: int = 7  # the shared model's training seed (not any candidate's)
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 1, "steps", f"{self.steps} must be at least 1")
+        require(0 < self.weight <= 1, "weight", f"{self.weight} must be in (0, 1]")
+        require(self.members >= 2, "members", f"{self.members} must be at least 2 (the largest and the smallest)")
 
 
 @dataclass(frozen=True)
@@ -179,6 +209,7 @@ class QualityConfig:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    amortised: AmortisedConfig = field(default_factory=AmortisedConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
 
@@ -192,11 +223,8 @@ class QualityConfig:
 def check_metrics(cfg: "QualityConfig", names: Sequence[str], where: str = "metrics") -> None:
     """Refuse, before any work, a metric this data or configuration cannot give."""
     for name in names:
-        if name not in QUALITY_METRICS:
-            raise ConfigError(where, f"{name!r} is not one of {', '.join(QUALITY_METRICS)}")
-        if name in SYNTHETIC_METRICS and cfg.data.kind != "synthetic":
-            raise ConfigError(where, f"{name} needs the synthetic domain's evaluator; on real data use clip_score")
-        if name == "clip_score" and cfg.eval.clip is None:
-            raise ConfigError(where, "clip_score needs a local OpenCLIP model (quality.eval.clip.checkpoint)")
-        if name == "few_step_score" and cfg.data.kind != "synthetic" and cfg.eval.clip is None:
-            raise ConfigError(where, "few_step_score on real data is a clip_score: it needs quality.eval.clip.checkpoint")
+        if not registry.is_metric(name):
+            raise ConfigError(where, f"{name!r} is not one of {', '.join(registry.names())}")
+        problem = registry.get(name).applies(cfg)
+        if problem is not None:
+            raise ConfigError(where, f"{name} {problem}")

@@ -38,9 +38,6 @@ from archlab.quality.diffusion import Schedule, ddim_sample, noisy, target
 from archlab.quality.synthetic import Scene, evaluate, features, frechet_distance
 from archlab.quality.train import ProxyModel, autocast, images_to_tensor
 
-HIGHER_IS_BETTER = {"heldout_loss": False, "text_gap": True, "eval_score": True, "fd": False, "clip_score": True,
-                    "few_step_score": True}
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -83,8 +80,9 @@ def mismatched(captions: Sequence[str]) -> list[str]:
 @torch.no_grad()
 def item_losses(model: ProxyModel, items: Sequence[tuple[np.ndarray, str]], *, schedule: Schedule, prediction: str,
                 seed: int, batch: int = 64, captions: Sequence[str] | None = None, skip_blocks: frozenset[str] = frozenset(),
-                precision: str = "fp32") -> np.ndarray:
-    """The loss of every held-out item at fixed timesteps (evenly spread) and noise (from ``seed``)."""
+                precision: str = "fp32", against: ProxyModel | None = None) -> np.ndarray:
+    """The loss of every held-out item at fixed timesteps (evenly spread) and noise (from ``seed``); with
+    ``against`` (another model), the distance to that model's prediction instead of to the target."""
     model.eval()
     device = model.device
     acp = schedule.alphas_cumprod().to(device)
@@ -99,8 +97,11 @@ def item_losses(model: ProxyModel, items: Sequence[tuple[np.ndarray, str]], *, s
         noise = torch.randn(x0.shape, generator=g)
         x0, noise, t = x0.to(device), noise.to(device), ts[start:start + len(chunk)].to(device)
         with autocast(str(device), precision):
-            pred = model(noisy(x0, noise, t, acp), t.float(), model.encode(texts[start:start + len(chunk)]), skip_blocks=skip_blocks)
-        err = F.mse_loss(pred.float(), target(x0, noise, t, acp, prediction), reduction="none")
+            xt, chunk_texts = noisy(x0, noise, t, acp), texts[start:start + len(chunk)]
+            pred = model(xt, t.float(), model.encode(chunk_texts), skip_blocks=skip_blocks)
+            goal = target(x0, noise, t, acp, prediction) if against is None else \
+                against(xt, t.float(), against.encode(chunk_texts)).float()
+        err = F.mse_loss(pred.float(), goal, reduction="none")
         out[start:start + len(chunk)] = err.flatten(1).mean(1).cpu().numpy()
     return out
 

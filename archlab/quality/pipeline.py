@@ -26,7 +26,9 @@ import torch
 from archlab.arch.builder import UNet
 from archlab.arch.description import Description
 from archlab.errors import ConfigError
-from archlab.quality.config import SAMPLED_METRICS, SYNTHETIC_METRICS, QualityConfig, TrainConfig, check_metrics
+from archlab.quality import registry
+from archlab.quality.amortised import Supernet, Teacher
+from archlab.quality.config import QualityConfig, TrainConfig, check_metrics
 from archlab.quality.data import CaptionedImages, Subset, SyntheticData, default_cache, open_data, split
 from archlab.quality.metrics import (
     Estimate,
@@ -62,6 +64,9 @@ class Judgement:
     train: TrainResult
     eval_seconds: float
     model: ProxyModel | None = field(default=None, repr=False)
+    seed_sd: dict[str, float] = field(default_factory=dict)  # with train.seeds > 1: each metric's spread between seeds
+    curve: list[dict[str, Any]] = field(default_factory=list)  # with eval.curve > 1: each point's step and values
+    inherited: float | None = None  # with a supernet: the share of the proxy's parameters it inherited
 
     def flat(self) -> dict[str, float]:
         return flat(self.metrics)
@@ -72,7 +77,9 @@ class Judgement:
                 "steps": self.train.steps, "train_seconds": round(self.train.seconds, 2),
                 "train_cpu_seconds": round(self.train.cpu_seconds, 2), "steps_per_s": round(self.train.steps_per_s, 3),
                 "eval_seconds": round(self.eval_seconds, 2), "peak_memory_mb": round(self.train.peak_memory_mb, 1),
-                "final_train_loss": self.train.final_loss, "metrics": {k: v.as_dict() for k, v in self.metrics.items()}}
+                "final_train_loss": self.train.final_loss, "metrics": {k: v.as_dict() for k, v in self.metrics.items()},
+                **({"seed_sd": self.seed_sd} if self.seed_sd else {}), **({"curve": self.curve} if self.curve else {}),
+                **({"inherited": round(self.inherited, 4)} if self.inherited is not None else {})}
 
 
 @dataclass
@@ -87,8 +94,14 @@ class _Split:
 class QualityPipeline:
     """Judges candidates under one :class:`QualityConfig` (see the module docstring)."""
 
-    def __init__(self, cfg: QualityConfig):
+    def __init__(self, cfg: QualityConfig, *, amortised_dir: str | Path | None = None, space: Any = None):
+        """``amortised_dir``: where a teacher or supernet (``cfg.amortised``) is kept (a study's own folder; default
+        ``~/.cache/archlab/amortised``); ``space``: the search space a supernet covers (a SearchSpace)."""
         self.cfg = cfg
+        self.amortised_dir = Path(amortised_dir) if amortised_dir else Path.home() / ".cache" / "archlab" / "amortised"
+        self.space = space
+        self._teacher: Teacher | None = None
+        self._supernet: Supernet | None = None
         self.device = resolve_device(cfg.device)
         self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device == "cuda") else "fp32"
         self._splits: dict[int, _Split] = {}
@@ -207,18 +220,44 @@ class QualityPipeline:
 
     def trainer(self, model: ProxyModel, *, block_drop: float = 0.0, out_dir: str | Path | None = None,
                 train: TrainConfig | None = None, data: CaptionedImages | None = None) -> Trainer:
+        """A trainer for ``model`` (with the shared teacher, when ``amortised.kind`` is teacher)."""
         split_ = self.data(model.description.resolution)
+        teacher = self.teacher().model() if self.cfg.amortised.kind == "teacher" else None
         return Trainer(model, data if data is not None else split_.train, train or self.cfg.train, device=self.device,
-                       precision=self.precision, block_drop=block_drop, out_dir=out_dir)
+                       precision=self.precision, block_drop=block_drop, out_dir=out_dir, teacher=teacher,
+                       teacher_weight=self.cfg.amortised.weight)
+
+    # ------------------------------------------------------------------ shared models
+
+    def teacher(self) -> Teacher:
+        """The shared teacher (trained on first use of :meth:`Teacher.model`)."""
+        if self._teacher is None:
+            self._teacher = Teacher(self, self.amortised_dir)
+        return self._teacher
+
+    def supernet(self) -> Supernet:
+        """The shared supernet over ``space`` (trained on first use)."""
+        if self._supernet is None:
+            if self.space is None:
+                raise ConfigError("amortised.space", "a supernet needs the search space it covers: run it in a study, or "
+                                  "set quality.amortised.space")
+            self._supernet = Supernet(self, self.space, self.amortised_dir)
+        return self._supernet
+
+    def prepare(self, *, progress: bool = True) -> None:
+        """Train (or resume, or read) the shared model ``amortised.kind`` names, before any candidate needs it."""
+        if self.cfg.amortised.kind == "teacher":
+            self.teacher().model(progress=progress)
+        elif self.cfg.amortised.kind == "supernet":
+            self.supernet().ensure(progress=progress)
 
     # ------------------------------------------------------------------ metrics
 
     def metrics(self, requested: Sequence[str] | None = None) -> tuple[str, ...]:
-        """The metrics to measure: those asked for, else the config's, else every one that applies."""
+        """The metrics to measure: those asked for, else the config's, else every default one that applies."""
         names = tuple(requested or self.cfg.eval.metrics)
         if not names:
-            names = ("heldout_loss", "text_gap") + (SYNTHETIC_METRICS if self.synthetic else ()) + \
-                (("clip_score",) if self.cfg.eval.clip is not None else ())
+            names = tuple(m.name for m in registry.metrics() if m.default and m.applies(self.cfg) is None)
         check_metrics(self.cfg, names)
         return names
 
@@ -231,33 +270,16 @@ class QualityPipeline:
         (few-step students are measured at their own step count); ``items`` overrides
         ``eval.heldout`` and ``eval.samples`` (a closer look, at most ``data.heldout``)."""
         names = self.metrics(metrics)
-        e, t = self.cfg.eval, self.cfg.train
-        s = self.data(model.description.resolution)
-        torch.set_num_threads(t.threads)
+        torch.set_num_threads(self.cfg.train.threads)
+        m = Measurement(self, model, skip_blocks=skip_blocks, sampling_steps=sampling_steps, guidance=guidance, items=items)
         values: dict[str, np.ndarray] = {}
         extra: dict[str, Estimate] = {}
-        if {"heldout_loss", "text_gap"} & set(names):
-            held = self._held(s, items or e.heldout)
-            kw = dict(schedule=t.schedule, prediction=t.prediction, seed=e.seed, batch=e.batch, skip_blocks=skip_blocks,
-                      precision=self.precision)
-            own = item_losses(model, held, **kw)
-            if "heldout_loss" in names:
-                values["heldout_loss"] = own
-            if "text_gap" in names:
-                values["text_gap"] = item_losses(model, held, captions=mismatched([c for _, c in held]), **kw) - own
-        if set(SAMPLED_METRICS) & set(names):
-            captions = [c for _, c in self._held(s, items or e.samples)]
-            pixels01 = self._sample(model, s, captions, skip_blocks=skip_blocks, steps=sampling_steps, guidance=guidance)
-            images = to_uint8(pixels01 * 2 - 1)
-            if "eval_score" in names:
-                values.update(self._evaluator(images, s))
-            if "fd" in names:
-                real = [self._pixels(s).get(i)[0] for i in range(len(captions))]
-                extra["fd"] = fd_estimate(images, real, seed=e.seed)
-            if "clip_score" in names:
-                values["clip_score"] = self.clip().score(pixels01, captions).numpy()
-        if "few_step_score" in names:
-            values["few_step_score"] = self._few_step(model, s)
+        for name in names:
+            out = registry.get(name).measure(m)
+            if isinstance(out, Estimate):
+                extra[name] = out
+            else:
+                values.update(out)
         return summarise(values, extra), values
 
     @staticmethod
@@ -267,28 +289,19 @@ class QualityPipeline:
             s.items.extend(s.held.get(i) for i in range(len(s.items), min(n, len(s.held))))
         return s.items[:n]
 
-    def _sample(self, model: ProxyModel, s: _Split, captions: list[str], *, skip_blocks: frozenset[str] = frozenset(),
-                steps: int | None = None, guidance: float | None = None) -> torch.Tensor:
+    def sample_pixels(self, model: ProxyModel, captions: list[str], *, skip_blocks: frozenset[str] = frozenset(),
+                      steps: int | None = None, guidance: float | None = None) -> torch.Tensor:
         """Samples for ``captions`` as pixels in [0, 1] (decoded by the VAE when training on latents)."""
+        s = self.data(model.description.resolution)
         t = self.cfg.train
         x = sample(model, captions, schedule=t.schedule, prediction=t.prediction, cfg=self.cfg.eval, skip_blocks=skip_blocks,
                    clip=None if self.cfg.data.vae else 1.0, precision=self.precision, steps=steps, guidance=guidance)
         return s.latents.decode(x) if s.latents is not None else (x + 1) / 2
 
-    def _few_step(self, model: ProxyModel, s: _Split) -> np.ndarray:
-        """Per caption, the score of a copy distilled briefly to ``eval.few_step.student_steps`` sampling steps."""
-        from archlab.distill.config import DistillConfig
-        from archlab.distill.step import StepDistiller
-
-        f = self.cfg.eval.few_step
-        cfg = DistillConfig(student_steps=f.student_steps, teacher_steps=2 * f.student_steps, steps=f.iterations, batch=f.batch,
-                            seed=self.cfg.train.seed)
-        distiller = StepDistiller(model, self, cfg)
-        distiller.train(progress=False)
-        captions = [c for _, c in s.items[:self.cfg.eval.samples]]
-        pixels01 = self._sample(distiller.student, s, captions, steps=f.student_steps)
+    def score_samples(self, pixels01: torch.Tensor, captions: list[str], side: int) -> np.ndarray:
+        """Per caption: eval_score on the synthetic domain (captions are the first held-out ones), else clip_score."""
         if self.synthetic:
-            return self._evaluator(to_uint8(pixels01 * 2 - 1), s)["eval_score"]
+            return self._evaluator(to_uint8(pixels01 * 2 - 1), self.data(side))["eval_score"]
         return self.clip().score(pixels01, captions).numpy()
 
     def _evaluator(self, images: np.ndarray, s: _Split) -> dict[str, np.ndarray]:
@@ -314,17 +327,121 @@ class QualityPipeline:
     def judge(self, desc: Description, *, metrics: Sequence[str] | None = None, seed: int | None = None,
               out_dir: str | Path | None = None, progress: bool = True, keep_model: bool = False,
               train_data: CaptionedImages | None = None) -> Judgement:
-        """Train ``desc``'s proxy (on ``train_data`` instead of the training split, for controls) and measure it."""
+        """Train ``desc``'s proxy (on ``train_data`` instead of the training split, for controls) and measure it.
+
+        With ``train.seeds`` N, N proxies (seeds ``seed`` .. ``seed + N - 1``) are trained and their
+        per-item values averaged; ``seed_sd`` reports the spread between them. With ``eval.curve``
+        K, each is measured at K evenly spaced points of its run and each item's values are
+        averaged over them (a learning-curve score). A supernet's slice starts each proxy."""
+        names = self.metrics(metrics)
+        base = self.cfg.train.seed if seed is None else seed
+        runs = []
+        for i in range(self.cfg.train.seeds):
+            folder = None if out_dir is None else Path(out_dir) / (f"seed{base + i}" if i else "")
+            runs.append(self._run(desc, names, base + i, folder, progress, train_data))
+        values = {k: np.mean([r["values"][k] for r in runs], axis=0) for k in runs[0]["values"]}
+        extra = {k: Estimate(float(np.mean([r["extra"][k].value for r in runs])),
+                             float(np.sqrt(np.sum([r["extra"][k].se ** 2 for r in runs]))) / len(runs), runs[0]["extra"][k].n)
+                 for k in runs[0]["extra"]}
+        estimates = summarise(values, extra)
+        seed_sd = {} if len(runs) < 2 else {k: float(np.std([np.mean(r["values"][k]) if k in r["values"] else r["extra"][k].value
+                                                            for r in runs], ddof=1)) for k in estimates}
+        results = [r["train"] for r in runs]
+        train = TrainResult(results[0].steps, sum(r.seconds for r in results), sum(r.cpu_seconds for r in results),
+                            float(np.mean([r.steps_per_s for r in results])), max(r.peak_memory_mb for r in results),
+                            float(np.mean([r.final_loss for r in results])), results[0].losses)
+        first = runs[0]
+        if out_dir is not None:
+            with first["trainer"].averaged():
+                save_trained(first["model"], Path(out_dir) / "model.safetensors", quality=self.cfg)
+        return Judgement(first["model"].description, estimates, train, sum(r["eval_seconds"] for r in runs),
+                         first["model"] if keep_model else None, seed_sd, first["curve"], first["inherited"])
+
+    def _run(self, desc: Description, names: tuple[str, ...], seed: int, out_dir: Path | None, progress: bool,
+             train_data: CaptionedImages | None) -> dict[str, Any]:
+        """One proxy trained with ``seed`` and measured (at the end, or at each learning-curve point)."""
         model = self.model(desc, seed=seed)
-        train_cfg = self.cfg.train if seed is None else _with_seed(self.cfg.train, seed)
-        trainer = self.trainer(model, out_dir=out_dir, train=train_cfg, data=train_data)
-        result = trainer.train(progress=progress)
-        start = time.perf_counter()
-        with trainer.averaged():  # the weight average when train.ema is on
-            estimates, _ = self.evaluate(model, metrics=metrics)
-            if out_dir is not None:
-                save_trained(model, Path(out_dir) / "model.safetensors", quality=self.cfg)
-        return Judgement(model.description, estimates, result, time.perf_counter() - start, model if keep_model else None)
+        inherited = self.supernet().inherit(model) if self.cfg.amortised.kind == "supernet" else None
+        trainer = self.trainer(model, out_dir=out_dir, train=_with_seed(self.cfg.train, seed), data=train_data)
+        steps, k = self.cfg.train.steps, max(1, self.cfg.eval.curve)
+        points = sorted({max(1, round(steps * (j + 1) / k)) for j in range(k)})
+        results, per_point, curve, eval_seconds = [], [], [], 0.0
+        for step in points:
+            results.append(trainer.train(steps=step, progress=progress))
+            start = time.perf_counter()
+            with trainer.averaged():  # the weight average when train.ema is on
+                est, vals = self.evaluate(model, metrics=names)
+            eval_seconds += time.perf_counter() - start
+            per_point.append((vals, {k_: v for k_, v in est.items() if k_ not in vals}))
+            if len(points) > 1:
+                curve.append({"step": trainer.step, **{k_: v.value for k_, v in est.items()}})
+        values = {k_: np.mean([p[0][k_] for p in per_point], axis=0) for k_ in per_point[0][0]}
+        extra = {k_: Estimate(float(np.mean([p[1][k_].value for p in per_point])), per_point[-1][1][k_].se, per_point[-1][1][k_].n)
+                 for k_ in per_point[0][1]}
+        train = TrainResult(trainer.step, sum(r.seconds for r in results), sum(r.cpu_seconds for r in results),
+                            results[-1].steps_per_s, max(r.peak_memory_mb for r in results), results[-1].final_loss,
+                            [x for r in results for x in r.losses])
+        return {"model": model, "trainer": trainer, "values": values, "extra": extra, "train": train, "curve": curve,
+                "eval_seconds": eval_seconds, "inherited": inherited}
+
+
+class Measurement:
+    """One evaluation of one model: what the registered metrics measure from (see
+    :mod:`archlab.quality.registry`). Held-out losses, samples and evaluator scores are computed
+    once, on first use, with the evaluation's common random numbers."""
+
+    def __init__(self, pipe: QualityPipeline, model: ProxyModel, *, skip_blocks: frozenset[str] = frozenset(),
+                 sampling_steps: int | None = None, guidance: float | None = None, items: int | None = None):
+        self.pipe, self.model, self.cfg = pipe, model, pipe.cfg
+        self.split = pipe.data(model.description.resolution)
+        self.skip_blocks, self.sampling_steps, self.guidance = skip_blocks, sampling_steps, guidance
+        self.heldout_n = items or self.cfg.eval.heldout
+        self.samples_n = items or self.cfg.eval.samples
+        self._cache: dict[str, Any] = {}
+
+    def _once(self, key: str, compute: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def held(self, n: int) -> list[tuple[np.ndarray, str]]:
+        return self.pipe._held(self.split, n)
+
+    def _losses(self, mismatch: bool) -> np.ndarray:
+        e, t = self.cfg.eval, self.cfg.train
+        held = self.held(self.heldout_n)
+        captions = mismatched([c for _, c in held]) if mismatch else None
+        return item_losses(self.model, held, schedule=t.schedule, prediction=t.prediction, seed=e.seed, batch=e.batch,
+                           skip_blocks=self.skip_blocks, precision=self.pipe.precision, captions=captions)
+
+    def own_losses(self) -> np.ndarray:
+        """Each held-out item's loss with its own caption."""
+        return self._once("own", lambda: self._losses(False))
+
+    def mismatched_losses(self) -> np.ndarray:
+        """Each held-out item's loss with the next item's caption."""
+        return self._once("mismatched", lambda: self._losses(True))
+
+    def captions(self) -> list[str]:
+        return [c for _, c in self.held(self.samples_n)]
+
+    def pixels(self) -> torch.Tensor:
+        """Samples for the first held-out captions, pixels in [0, 1]."""
+        return self._once("pixels", lambda: self.pipe.sample_pixels(
+            self.model, self.captions(), skip_blocks=self.skip_blocks, steps=self.sampling_steps, guidance=self.guidance))
+
+    def images(self) -> list[np.ndarray]:
+        return self._once("images", lambda: to_uint8(self.pixels() * 2 - 1))
+
+    def evaluator_scores(self) -> dict[str, np.ndarray]:
+        return self._once("evaluator", lambda: self.pipe._evaluator(self.images(), self.split))
+
+    def frechet(self) -> Estimate:
+        real = [self.pipe._pixels(self.split).get(i)[0] for i in range(len(self.captions()))]
+        return fd_estimate(self.images(), real, seed=self.cfg.eval.seed)
+
+    def clip_scores(self) -> np.ndarray:
+        return self.pipe.clip().score(self.pixels(), self.captions()).numpy()
 
 
 def _with_seed(cfg: TrainConfig, seed: int) -> TrainConfig:

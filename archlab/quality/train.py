@@ -19,8 +19,6 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -28,6 +26,7 @@ from archlab.arch.builder import UNet, build
 from archlab.arch.description import Description, description_from_dict, removable
 from archlab.config import to_data
 from archlab.errors import ConfigError
+from archlab.progress import step_bar
 from archlab.quality.config import TrainConfig
 from archlab.quality.data import CaptionedImages
 from archlab.quality.diffusion import noisy, target
@@ -105,15 +104,19 @@ class Trainer:
 
     ``block_drop`` is SnapFusion's robust training: each removable block (see
     :func:`~archlab.arch.description.removable`) is replaced by the identity with this
-    probability at every step.
+    probability at every step. With a ``teacher`` (a trained model, frozen), a share
+    ``teacher_weight`` of the loss is the distance to the teacher's prediction for the same
+    noisy input, timestep and caption (output distillation), the rest the usual target's.
     """
 
     def __init__(self, model: ProxyModel, data: CaptionedImages, cfg: TrainConfig, *, device: str = "cpu",
-                 precision: str = "fp32", block_drop: float = 0.0, out_dir: str | Path | None = None):
+                 precision: str = "fp32", block_drop: float = 0.0, out_dir: str | Path | None = None,
+                 teacher: ProxyModel | None = None, teacher_weight: float = 0.0):
         if not 0 <= block_drop < 1:
             raise ConfigError("block_drop", f"{block_drop} must be in [0, 1)")
         self.model, self.data, self.cfg = model.to(device), data, cfg
         self.device, self.precision, self.block_drop = device, precision, block_drop
+        self.teacher, self.teacher_weight = teacher, (teacher_weight if teacher is not None else 0.0)
         self.out_dir = Path(out_dir) if out_dir else None
         self.acp = cfg.schedule.alphas_cumprod().to(device)
         self.step = 0
@@ -143,9 +146,16 @@ class Trainer:
             draws = torch.rand(len(self.droppable), generator=g)
             skip = frozenset(n for n, d in zip(self.droppable, draws) if d < self.block_drop)
         x0, noise, t = x0.to(self.device), noise.to(self.device), t.to(self.device)
+        xt = noisy(x0, noise, t, self.acp)
         with autocast(self.device, self.precision):
-            out = self.model(noisy(x0, noise, t, self.acp), t.float(), self.model.encode(captions), skip_blocks=skip)
-        return F.mse_loss(out.float(), target(x0, noise, t, self.acp, self.cfg.prediction))
+            out = self.model(xt, t.float(), self.model.encode(captions), skip_blocks=skip)
+        loss = F.mse_loss(out.float(), target(x0, noise, t, self.acp, self.cfg.prediction))
+        if self.teacher is None:
+            return loss
+        with torch.no_grad(), autocast(self.device, self.precision):
+            taught = self.teacher(xt, t.float(), self.teacher.encode(captions)).float()
+        w = self.teacher_weight
+        return (1 - w) * loss + w * F.mse_loss(out.float(), taught)
 
     def _lr(self, step: int) -> float:
         return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
@@ -160,9 +170,7 @@ class Trainer:
         self.model.train()
         start, cpu_start = time.perf_counter(), time.process_time()
         first = self.step
-        with Progress(TextColumn("proxy training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("loss {task.fields[loss]}"), disable=not progress, console=Console(stderr=True)) as bar:
-            task = bar.add_task("train", total=total, completed=self.step, loss="-")
+        with step_bar("proxy training", total, self.step, enabled=progress) as advance:
             while self.step < total:
                 if self.cfg.time_budget_s is not None and time.perf_counter() - start > self.cfg.time_budget_s:
                     break
@@ -179,7 +187,7 @@ class Trainer:
                 if self.ema is not None:
                     self._update_ema()
                 losses.append(loss.item())
-                bar.update(task, completed=self.step, loss=f"{np.mean(losses[-20:]):.4f}")
+                advance(self.step, f"{np.mean(losses[-20:]):.4f}")
                 if self.out_dir is not None and self.step % self.cfg.checkpoint_every == 0:
                     self.save(self.out_dir / "checkpoint.safetensors")
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start

@@ -56,11 +56,10 @@ from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
 from archlab.errors import ConfigError
 from archlab.quality.config import QualityConfig, check_metrics
-from archlab.quality.metrics import HIGHER_IS_BETTER, Estimate, mean_se
+from archlab.quality import registry
+from archlab.quality.metrics import Estimate, mean_se
 from archlab.quality.pipeline import QualityPipeline
 from archlab.quality.train import ProxyModel, Trainer, TrainResult, divergence, save_trained
-
-EVOLVE_METRICS = ("text_gap", "heldout_loss", "eval_score", "clip_score")
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def load_evolve_file(path: str | Path) -> EvolveFile:
 
 def quality_lost(metric: str, base: np.ndarray, without: np.ndarray) -> Estimate:
     """How much worse the metric is without the block, item by item (positive: worse)."""
-    diff = (base - without) if HIGHER_IS_BETTER[metric] else (without - base)
+    diff = (base - without) if registry.get(metric).higher_is_better else (without - base)
     return mean_se(diff)
 
 
@@ -160,7 +159,10 @@ class Evolution:
     def __init__(self, cfg: EvolveConfig, *, quality: QualityConfig, table: LatencyTable, target_ms: float, out: str | Path,
                  progress: bool = True, log: Callable[[str], None] = print, start: Description | None = None):
         self.cfg, self.target, self.progress, self.say = cfg, target_ms, progress, log
-        self.pipeline = QualityPipeline(quality)
+        if quality.amortised.kind == "supernet":
+            raise ConfigError("quality.amortised.kind", "evolve trains one model from its start; a supernet serves a study's "
+                              "sampled candidates (use none or teacher here)")
+        self.pipeline = QualityPipeline(quality, amortised_dir=Path(out) / "amortised")
         self.pipeline.metrics((cfg.metric,))
         self.table = table
         self.predictor = Predictor([table])

@@ -31,7 +31,8 @@ from archlab.cost.table import LatencyTable
 from archlab.errors import ConfigError
 from archlab.quality.pipeline import QualityPipeline
 from archlab.search.space import load_space
-from archlab.search.study import WORST, StudyConfig, constraint_values, table_label
+from archlab.quality import registry
+from archlab.search.study import StudyConfig, constraint_values, table_label
 
 
 CREATE_ATTEMPTS = 4  # tries when another process is creating the same new database
@@ -104,7 +105,9 @@ class TrialEvaluator:
     @property
     def pipeline(self) -> QualityPipeline:
         if self._pipeline is None:
-            self._pipeline = QualityPipeline(self.cfg.quality)
+            a = self.cfg.quality.amortised
+            space = load_space(a.space) if a.space else self.space
+            self._pipeline = QualityPipeline(self.cfg.quality, amortised_dir=os.path.join(self.cfg.out_dir, "amortised"), space=space)
         return self._pipeline
 
     def cheap(self, desc: Description) -> tuple[dict[str, float], dict[str, Any]]:
@@ -126,7 +129,7 @@ class TrialEvaluator:
         values, attrs = self.cheap(desc)
         if self.cfg.needs_proxy:
             if any(v > 0 for v in self._cheap_constraints(values)):
-                values.update({m: WORST[m] for m in self.cfg.quality_metrics})
+                values.update({m: registry.get(m).worst for m in self.cfg.quality_metrics})
                 attrs["quality_skipped"] = True
             else:
                 try:  # every candidate trains with the same seed: the same batches, timesteps and noise
@@ -190,10 +193,12 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None
     study = open_study(cfg, url)
     target = n_trials or cfg.budget.trials
     evaluator = TrialEvaluator(cfg)
+    if cfg.needs_proxy and cfg.quality.amortised.kind != "none":
+        evaluator.pipeline.prepare(progress=progress)  # once per study, kept under <out>/amortised; a second worker waits
     callbacks = []
     if target is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(target, states=(optuna.trial.TrialState.COMPLETE,)))
-    from archlab.cost.measure import progress_bar
+    from archlab.progress import progress_bar
 
     with progress_bar(progress) as bar:
         task = bar.add_task(f"study {cfg.name}", total=target, completed=completed(study), current="")

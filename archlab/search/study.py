@@ -18,11 +18,11 @@
 
 Metrics: ``params``, ``gflops``, ``latency_ms`` (needs ``table``: a shipped table's name or
 a file; several tables may each give one, named ``latency_ms@<table>``), and the proxy's
-``heldout_loss``, ``text_gap``, ``eval_score``, ``fd``, ``clip_score`` (see
-:mod:`archlab.quality.metrics`), each stored with its standard error. Constraints go
+quality metrics (``text_gap``, ``eval_score``...: every one in :mod:`archlab.quality.registry`),
+each stored with its standard error. Constraints go
 through Optuna's constraint support: infeasible trials are kept and marked. A candidate
 that breaks a constraint on a cheap metric (params, FLOPs, latency) is not proxy-trained;
-its quality objectives are recorded at their worst value (:data:`WORST`) and the trial
+its quality objectives are recorded at their registered worst value (``Metric.worst``) and the trial
 says so in ``quality_skipped``.
 """
 
@@ -36,13 +36,11 @@ from typing import Literal
 from archlab.config import INTERNAL, FilePath, NameOrPath, load, require
 from archlab.cost.predict import LATENCY, latency_metric
 from archlab.errors import ConfigError
-from archlab.quality.config import QUALITY_METRICS, QualityConfig, check_metrics
+from archlab.quality import registry
+from archlab.quality.config import QualityConfig, check_metrics
 from archlab.search.evolve import EvolveConfig
 
 CHEAP_METRICS = ("params", "gflops", LATENCY)
-METRICS = CHEAP_METRICS + QUALITY_METRICS
-# what an infeasible-by-cheap-metric trial records for the quality it was not trained for
-WORST = {"eval_score": 0.0, "clip_score": 0.0, "few_step_score": 0.0, "text_gap": -1e9, "heldout_loss": 1e9, "fd": 1e9}
 SAMPLERS = ("tpe", "nsga2", "random", "evolve")
 
 
@@ -52,7 +50,8 @@ def table_label(table: str) -> str:
 
 
 def _metric_rules(metric: str, table: str | None) -> None:
-    require(metric in METRICS, "metric", f"{metric!r} is not one of {', '.join(METRICS)}")
+    known = CHEAP_METRICS + registry.names()
+    require(metric in known, "metric", f"{metric!r} is not one of {', '.join(known)}")
     if metric == LATENCY:
         require(table is not None, "table", "latency_ms needs a latency table (a shipped table's name or a file)")
     else:
@@ -160,7 +159,7 @@ class StudyConfig:
     def quality_metrics(self) -> tuple[str, ...]:
         """The quality metrics the objectives and constraints ask for, then those ``quality.eval.metrics`` adds
         (measured and stored with every trial, not optimised)."""
-        asked = [x.metric for x in (*self.objectives, *self.constraints) if x.metric in QUALITY_METRICS]
+        asked = [x.metric for x in (*self.objectives, *self.constraints) if registry.is_metric(x.metric)]
         return tuple(dict.fromkeys(asked + list(self.quality.eval.metrics)))
 
     @property
