@@ -53,6 +53,7 @@ from archlab.quality.train import (ProxyModel, Trainer, draw_batch, pack_optimiz
                                    write_checkpoint)
 
 DONE = "done.json"
+COVER_SAMPLES = 200  # members drawn to find the largest shape of parameters only some members have
 
 
 def folder_for(root: str | Path, kind: str, identity: dict[str, Any]) -> Path:
@@ -188,7 +189,10 @@ class Supernet:
         torch.manual_seed(a.seed)
         shapes: dict[str, torch.Size] = {}
         init: dict[str, torch.Tensor] = {}
-        for desc in [self.largest, *self.cover]:
+        # the largest member and the cover hold every parameter at its largest but those some members lack (a 1x1
+        # shortcut where a ResNet's widths differ): a sample of the space finds their largest shapes too
+        sample = [pipe.proxy(d) for _, d in space.samples(min(COVER_SAMPLES, space.size()), a.seed)]
+        for desc in [self.largest, *self.cover, *sample]:
             model = self._member(desc)
             names, gated = canonical_names(model), gated_parameters(model)
             for name, p in model.named_parameters():
