@@ -150,3 +150,13 @@ def test_weight_average_is_measured_resumed_and_leaves_the_trajectory_alone(tmp_
         assert torch.equal(dict(model.named_parameters())[name], resumed.ema[name])
         assert not torch.equal(dict(model.named_parameters())[name], before[name])
     assert all(torch.equal(v, before[k]) for k, v in resumed.model.state_dict().items())  # restored
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero_and_constant_stays():
+    from archlab.quality.train import scheduled_lr
+
+    cos = TrainConfig(steps=100, lr=1e-3, warmup_steps=10, lr_schedule="cosine")
+    flat = TrainConfig(steps=100, lr=1e-3, warmup_steps=10)
+    assert scheduled_lr(cos, 0) == pytest.approx(1e-4) == scheduled_lr(flat, 0)
+    assert scheduled_lr(cos, 10) == pytest.approx(1e-3) and scheduled_lr(cos, 55) == pytest.approx(5e-4)
+    assert scheduled_lr(cos, 100) == pytest.approx(0.0, abs=1e-12) and scheduled_lr(flat, 100) == 1e-3

@@ -49,11 +49,16 @@ from archlab.quality import registry
 from archlab.progress import step_bar
 from archlab.quality.diffusion import noisy, target
 from archlab.quality.metrics import item_losses
-from archlab.quality.train import (ProxyModel, Trainer, draw_batch, pack_optimizer, save_trained, unpack_optimizer,
-                                   write_checkpoint)
+from archlab.quality.train import (ProxyModel, Trainer, draw_batch, pack_optimizer, save_trained, scheduled_lr,
+                                   unpack_optimizer, write_checkpoint)
 
 DONE = "done.json"
 COVER_SAMPLES = 200  # members drawn to find the largest shape of parameters only some members have
+
+
+def long_run(train: Any, a: Any) -> Any:
+    """The shared model's training settings: the candidates' batch and loss, its own steps, seed and decaying rate."""
+    return dataclasses.replace(train, steps=a.steps, seed=a.seed, lr=a.lr, lr_schedule="cosine", time_budget_s=None)
 
 
 def folder_for(root: str | Path, kind: str, identity: dict[str, Any]) -> Path:
@@ -114,7 +119,7 @@ class Teacher:
     def _train(self, progress: bool) -> None:
         a, pipe = self.pipe.cfg.amortised, self.pipe
         model = pipe.model(self.description, seed=a.seed)
-        cfg = dataclasses.replace(pipe.cfg.train, steps=a.steps, seed=a.seed, time_budget_s=None)
+        cfg = long_run(pipe.cfg.train, a)
         trainer = Trainer(model, pipe.data(self.description.resolution).train, cfg, device=pipe.device,
                           precision=pipe.precision, out_dir=self.folder / "training")
         start = time.process_time()
@@ -260,7 +265,7 @@ class Supernet:
 
     def _train(self, progress: bool) -> None:
         pipe, a = self.pipe, self.pipe.cfg.amortised
-        cfg = pipe.cfg.train
+        cfg = long_run(pipe.cfg.train, a)
         torch.set_num_threads(cfg.threads)
         optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
         checkpoint = self.folder / "checkpoint.safetensors"
@@ -273,7 +278,7 @@ class Supernet:
         with step_bar("supernet (sandwich)", a.steps, self.step, enabled=progress) as advance:
             while self.step < a.steps:
                 for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup_steps))
+                    group["lr"] = scheduled_lr(cfg, self.step)
                 rng = np.random.default_rng([a.seed, self.step])
                 x0, captions = draw_batch(data, rng, cfg.batch)
                 captions = ["" if rng.random() < cfg.guidance_dropout else c for c in captions]

@@ -103,6 +103,9 @@ class TrainConfig:
     lr: float = 2e-3  # proxies are small; a high rate with AdamW converges in few steps
     weight_decay: float = 0.01
     warmup_steps: int = 20  # then constant: a short run is a long run's checkpoint (benchmarks use this)
+    # after warm-up: constant, or a cosine decay to 0 at ``steps``. Long runs need the decay: at lr 2e-3 constant,
+    # width-1/8 proxies blew up between 400 and 750 steps (benchmarks/README.md, quality reference)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     prediction: Literal["eps", "v"] = "v"  # v converges much faster than eps in a few hundred steps
     schedule: Schedule = field(default_factory=Schedule)
     guidance_dropout: float = 0.1  # share of captions replaced by "" (classifier-free guidance)
@@ -187,7 +190,8 @@ class AmortisedConfig:
     """
 
     kind: Literal["none", "teacher", "supernet"] = "none"
-    steps: int = 1000  # the shared model's training steps (batch and lr: the train section's)
+    steps: int = 1000  # the shared model's training steps (batch: the train section's)
+    lr: float = 1e-3  # with a cosine decay to 0: long runs at the proxies' constant 2e-3 blow up
     arch: NameOrPath = "mobilediffusion"  # teacher: a preset or description file, under the proxy rule
     weight: float = 0.5  # teacher: the share of each candidate's loss that matches the teacher (the rest: the task)
     members: int = 4  # supernet: members per step (largest, smallest, then random ones)
@@ -196,6 +200,7 @@ class AmortisedConfig:
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, "steps", f"{self.steps} must be at least 1")
+        require(self.lr > 0, "lr", f"{self.lr} must be positive")
         require(0 < self.weight <= 1, "weight", f"{self.weight} must be in (0, 1]")
         require(self.members >= 2, "members", f"{self.members} must be at least 2 (the largest and the smallest)")
 

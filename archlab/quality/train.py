@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import resource
 import time
 from dataclasses import dataclass
@@ -53,6 +54,15 @@ def divergence(losses: Sequence[float], *, window: int = 20, factor: float = 2.0
     means = np.convolve(x, np.ones(window) / window, mode="valid")
     best, last = float(means[:-window].min()), float(means[-1])
     return (best, last) if last > factor * best else None
+
+
+def scheduled_lr(cfg: TrainConfig, step: int) -> float:
+    """The learning rate at ``step``: linear warm-up, then constant or a cosine decay to 0 at ``cfg.steps``."""
+    warm = max(1, cfg.warmup_steps)
+    if step < warm or cfg.lr_schedule == "constant":
+        return cfg.lr * min(1.0, (step + 1) / warm)
+    done = min(1.0, (step - warm) / max(1, cfg.steps - warm))
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
 
 
 def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -158,7 +168,7 @@ class Trainer:
         return (1 - w) * loss + w * F.mse_loss(out.float(), taught)
 
     def _lr(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        return scheduled_lr(self.cfg, step)
 
     # ------------------------------------------------------------------ the loop
 
