@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import types
 import typing
@@ -88,17 +89,43 @@ def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str, *, r
             raise ConfigError(join(where, key), "is required")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML lets the last one win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {seen[key] + 1} and "
+                                                        f"line {mark.line + 1}): give it once", mark)
+            if isinstance(key, typing.Hashable):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parsed YAML or JSON (safe: plain data only); a malformed text or a duplicate key names the place."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(where, f"not valid YAML/JSON{at}: {problem}") from None
+
+
 def read_yaml(path: str | Path) -> Any:
-    """``yaml.safe_load`` of a file (YAML or JSON); a missing or malformed file names itself."""
+    """A YAML or JSON file, parsed safely; a missing, binary or malformed file names itself."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "is not a text file (YAML or JSON, UTF-8); is it the file you meant?") from None
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    return parse_yaml(text, str(path))
 
 
 def load(cls: type[T], path: str | Path, **internal: Any) -> T:
@@ -108,13 +135,18 @@ def load(cls: type[T], path: str | Path, **internal: Any) -> T:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(str(path), f"must be a mapping of fields, got {type(data).__name__}")
+        raise ConfigError(str(path), f"must be a mapping of fields, got {_kind(data)}")
     return read(cls, data, "", base=path.resolve().parent, internal=internal)
 
 
 def read(cls: type[T], data: Any, where: str = "", *, base: Path | None = None, internal: Mapping[str, Any] | None = None) -> T:
     """``data`` (parsed YAML) as an instance of the dataclass ``cls``; see the module docstring."""
     return _parse(cls, data, where, base, dict(internal or {}))
+
+
+def read_value(tp: Any, value: Any, where: str) -> Any:
+    """One value checked against a type annotation (``int``, ``tuple[int, ...]``, ``int | None``...), as fields are."""
+    return _parse(tp, value, where, None, {})
 
 
 # --------------------------------------------------------------------------- internals
@@ -140,6 +172,14 @@ def _describe(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping of fields"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _kind(value: Any) -> str:
+    """What a parsed value is, in words (``an empty file`` for None)."""
+    if value is None:
+        return "an empty file"
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true or false"}.get(type(value),
+                                                                                                        type(value).__name__)
 
 
 def _looks_like_path(value: str, base: Path | None) -> bool:
@@ -210,6 +250,8 @@ def _parse(tp: Any, value: Any, where: str, base: Path | None, internal: dict[st
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(where, f"{value!r} is not a number")
+        if not math.isfinite(value):
+            raise ConfigError(where, f"{value!r} is not a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

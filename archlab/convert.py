@@ -49,11 +49,15 @@ def model_and_inputs(desc: Description, *, batch: int = 1, seed: int = 0) -> tup
     """The built UNet of ``desc`` (seeded random init) wrapped for export, and example inputs."""
     torch.manual_seed(seed)
     model = ForwardWrapper(build(desc)).eval()
+    return model, example_inputs(desc, batch=batch, seed=seed)
+
+
+def example_inputs(desc: Description, *, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Seeded example inputs of ``desc``'s UNet: latents, timesteps (500), text embeddings."""
     g = torch.Generator().manual_seed(seed)
     r = desc.resolution
-    inputs = (torch.randn(batch, desc.in_channels, r, r, generator=g), torch.full((batch,), 500.0),
-              torch.randn(batch, desc.text_tokens, desc.text_dim, generator=g))
-    return model, inputs
+    return (torch.randn(batch, desc.in_channels, r, r, generator=g), torch.full((batch,), 500.0),
+            torch.randn(batch, desc.text_tokens, desc.text_dim, generator=g))
 
 
 def safe_name(name: str) -> str:

@@ -19,6 +19,14 @@ class ConfigError(ArchlabError, ValueError):
     """
 
     def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}" if field else message)
+        self.field = _printable(field)
+        self.message = _printable(message)
+        super().__init__(f"{self.field}: {self.message}" if self.field else self.message)
+
+
+def _printable(text: str) -> str:
+    """One line: control characters (a key holding a newline, a binary file's bytes) shown escaped."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

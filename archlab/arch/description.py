@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -46,7 +47,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Union
 
 import yaml
 
-from archlab.config import check_keys, read, read_yaml
+from archlab.config import check_keys, read, read_value, read_yaml
 from archlab.errors import ConfigError
 
 CONV_KINDS = ("regular", "separable")
@@ -584,6 +585,7 @@ def description_from_dict(data: Any) -> Description:
     channels = data["channels"]
     if not isinstance(channels, (list, tuple)):
         raise ConfigError("channels", f"must be a list of level widths, got {channels!r}")
+    channels = read_value(tuple[int, ...], channels, "channels")
     stages_data = data["stages"]
     if not isinstance(stages_data, Mapping):
         raise ConfigError("stages", "must map stage names (down0, ..., mid, ..., up0) to {blocks: [...]}")
@@ -598,15 +600,20 @@ def description_from_dict(data: Any) -> Description:
         stages.append(Stage(str(name), tuple(_block_from_data(b, f"{where}.blocks[{i}]", defaults) for i, b in enumerate(blocks))))
     order = {n: i for i, n in enumerate(stage_names(len(channels)))}
     stages.sort(key=lambda s: order.get(s.name, len(order)))  # a mapping's order is not the user's intent
-    kwargs = {k: v for k, v in data.items() if k in _TOP_FIELDS and k not in ("stages", "channels", "addition")}
+    hints = typing.get_type_hints(Description)
+    kwargs = {k: read_value(hints[k], v, k) for k, v in data.items() if k in _TOP_FIELDS and k not in ("stages", "channels", "addition")}
     if data.get("addition") is not None:
         kwargs["addition"] = read(TextTimeEmbedding, data["addition"], "addition")
     return Description(channels=tuple(channels), stages=tuple(stages), **kwargs)
 
 
 def load_description(path: str | Path) -> Description:
-    """Read a description from a YAML or JSON file (``yaml.safe_load`` reads both)."""
-    return description_from_dict(read_yaml(path))
+    """Read a description from a YAML or JSON file (parsed safely; YAML reads both)."""
+    data = read_yaml(path)
+    if not isinstance(data, Mapping):
+        raise ConfigError(str(path), f"a description is a mapping with name, channels and stages, got "
+                          f"{'an empty file' if data is None else type(data).__name__}")
+    return description_from_dict(data)
 
 
 def block_summary(block: Block) -> str:

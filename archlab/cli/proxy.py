@@ -8,8 +8,9 @@ from typing import Any, List, Optional
 
 import typer
 
-from archlab.cli.common import user_errors
+from archlab.cli.common import finite, user_errors
 from archlab.config import read, read_yaml
+from archlab.files import check_output_folder
 from archlab.quality.config import QualityConfig
 
 proxy_app = typer.Typer(no_args_is_help=True, help="Short proxy training to judge a candidate's quality.")
@@ -28,15 +29,32 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# the flag that sets each quality field, so that a refused value names what the user typed
+FLAGS = {"data.kind": "--data", "data.path": "--data-path", "data.heldout": "--heldout", "data.vae": "--vae",
+         "text.encoder": "--text-encoder", "text.checkpoint": "--clip-checkpoint", "proxy.width": "--width",
+         "proxy.resolution": "--resolution", "train.steps": "--steps", "train.batch": "--batch",
+         "train.prediction": "--prediction", "train.seed": "--seed", "eval.heldout": "--eval-heldout",
+         "eval.samples": "--eval-samples", "eval.metrics": "--metric", "device": "--device"}
+
+
 def quality_from_cli(config: Optional[Path], overrides: dict[str, Any]) -> QualityConfig:
-    """A quality file (or the defaults) with command-line flags over it, read and checked like any file."""
+    """A quality file (or the defaults) with command-line flags over it, read and checked like any file; a value a
+    flag gave is refused under the flag's name."""
+    from archlab.errors import ConfigError
+
     base = read_yaml(config) if config is not None else {}
     if not isinstance(base, dict):
-        from archlab.errors import ConfigError
-
         raise ConfigError(str(config), "must be a mapping of quality sections (data, text, proxy, train, eval)")
     base = base.get("quality", base)  # a study or evolve file works too: its quality section
-    return read(QualityConfig, merge(base, overrides), "quality", base=config.resolve().parent if config else Path.cwd())
+    try:
+        return read(QualityConfig, merge(base, overrides), "quality", base=config.resolve().parent if config else Path.cwd())
+    except ConfigError as exc:
+        given = {f"{section}.{k}" if isinstance(v, dict) else section for section, v in overrides.items()
+                 for k in (v if isinstance(v, dict) else [None]) if (v.get(k) if isinstance(v, dict) else v) is not None}
+        field = exc.field.removeprefix("quality.").split("[")[0]
+        if field in given and field in FLAGS:
+            raise ConfigError(FLAGS[field], exc.message) from None
+        raise
 
 
 @proxy_app.command("train")
@@ -52,7 +70,7 @@ def train_cmd(
     clip_checkpoint: Optional[str] = typer.Option(None, help="A local OpenCLIP checkpoint for the openclip text encoder."),
     steps: Optional[int] = typer.Option(None, help="Training steps (default: the quality defaults, see README)."),
     batch: Optional[int] = typer.Option(None),
-    width: Optional[float] = typer.Option(None, help="Channel multiplier of the proxy."),
+    width: Optional[float] = typer.Option(None, callback=finite, help="Channel multiplier of the proxy."),
     resolution: Optional[int] = typer.Option(None, help="Proxy input side."),
     prediction: Optional[str] = typer.Option(None, help="v or eps."),
     seed: Optional[int] = typer.Option(None),
@@ -79,6 +97,8 @@ def train_cmd(
         "device": device,
     })
     desc = resolve(architecture)
+    if out is not None:
+        check_output_folder(out)  # before the training, not after it
     space = None
     if cfg.amortised.kind == "supernet":
         from archlab.search.space import load_space

@@ -10,6 +10,7 @@ import typer
 
 from archlab.cli.common import err_console, quiet_optuna, user_errors
 from archlab.errors import ConfigError
+from archlab.files import check_output_file, check_output_folder
 
 
 @user_errors
@@ -24,6 +25,7 @@ def report_cmd(
     from archlab.search.study import load_study
 
     quiet_optuna()
+    check_output_file(out)
     cfg = load_study(study)
     path = write_report(load_existing(cfg, storage), cfg, out)
     err_console.print(f"report: {path}")
@@ -48,6 +50,7 @@ def dashboard_cmd(
     cfg = load_study(study)
     load_existing(cfg, storage)  # a missing study is an error, not a new empty one
     url = storage or cfg.storage_url
+    _check_port(host, port)
     err_console.print(f"optuna-dashboard for {cfg.name} on http://{host}:{port} (storage {url.split('@')[-1]})")
     run_server(storage_for(cfg, storage, create=False), host=host, port=port)
 
@@ -66,6 +69,11 @@ def export_cmd(
     """Export an architecture: description, weights, ONNX (checked), model card, hand-off for distillation."""
     from archlab.results.export import export_architecture, load_evolve_output, pick_trial
 
+    check_output_folder(out)
+    if trial is not None and pick is not None:
+        raise ConfigError("--trial/--pick", "give one of them, not both")
+    if pick is not None and not pick.strip():
+        raise ConfigError("--pick", 'is empty; give a bound such as "latency_ms<=4000"')
     weights = None
     if source.is_dir():
         desc, weights, metrics = load_evolve_output(source)
@@ -92,6 +100,17 @@ def export_cmd(
     if "onnx_max_abs_diff" in card:
         err_console.print(f"ONNX vs PyTorch max abs difference: {card['onnx_max_abs_diff']:.2e}")
     print(json.dumps({"out": str(out), **provenance}))
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port that is taken (or an address that cannot be bound) before starting the server."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError("--port", f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
 
 
 def _is_study(path: Path) -> bool:

@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from archlab.cli.common import err_console, out_console, quiet_optuna, user_errors
+from archlab.errors import ConfigError
+from archlab.files import check_output_file, check_output_folder, write_text
 
 study_app = typer.Typer(no_args_is_help=True, help="Architecture searches as Optuna studies.")
 
@@ -24,16 +26,28 @@ def run_cmd(
     progress: bool = typer.Option(True),
 ) -> None:
     """Run (or resume) a study until it holds its budget of complete trials."""
-    from archlab.results.pareto import pareto
+    from archlab.results.pareto import failures, pareto
     from archlab.search.runner import completed, run_study
     from archlab.search.study import load_study
 
     quiet_optuna()
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError("--n-trials", f"{n_trials} must be at least 1")
+    if workers < 1:
+        raise ConfigError("--workers", f"{workers} must be at least 1")
     cfg = load_study(study)
+    check_output_folder(cfg.out_dir)
     result = run_study(cfg, url=storage, n_trials=n_trials, workers=workers, progress=progress)
     front, hv, _ = pareto(result, cfg)
     err_console.print(f"{cfg.name}: {completed(result)} complete trials, Pareto front of {len(front)}, hypervolume {hv:.4g}; "
                       f"storage {(storage or cfg.storage_url).split('@')[-1]}")
+    n_failed, errors = failures(result)
+    if n_failed:
+        err_console.print(f"{n_failed} trial(s) failed (marked infeasible in every output):", highlight=False)
+        for line, n in errors[:5]:
+            err_console.print(f"  {n} x {line}", highlight=False, markup=False)
+    if not completed(result):
+        raise ConfigError("study", "no trial completed; the errors above say why")
 
 
 @study_app.command("pareto")
@@ -78,7 +92,8 @@ def trials_cmd(
     from archlab.search.study import load_study
 
     quiet_optuna()
+    check_output_file(csv)
     cfg = load_study(study)
     frame = trials_frame(load_existing(cfg, storage))
-    frame.to_csv(csv, index=False)
+    write_text(csv, frame.to_csv(index=False))
     err_console.print(f"{len(frame)} trials -> {csv}")

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from archlab.cli.common import err_console, out_console, user_errors
+from archlab.cli.common import finite, err_console, out_console, user_errors
 from archlab.cost.table import CALIBRATION_MODELS, CALIBRATION_PASSES, MAX_PASSES, VERSUS_FLOPS_SAMPLES
 from archlab.errors import ConfigError
 
@@ -62,7 +62,7 @@ def build_cmd(
     allocator: Optional[str] = typer.Option(None, help="steady: freed memory stays in the process, so large buffers are not "
                                             "page-faulted in afresh on every run (glibc; torch-cpu's default); system: the C "
                                             "library's default (other runtimes' default). Recorded in the table."),
-    settle: float = typer.Option(0.0, help="Calibration models: " + SETTLE_HELP),
+    settle: float = typer.Option(0.0, callback=finite, help="Calibration models: " + SETTLE_HELP),
     max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr)."),
 ) -> None:
@@ -99,7 +99,7 @@ def validate_cmd(
     space: Optional[str] = typer.Option(None, help="The search space to sample from; default: the table's first space."),
     samples: int = typer.Option(30, help="Architectures to measure end to end."),
     seed: int = typer.Option(1, help="Sampling seed; use one other than the table's calibration seed."),
-    max_params: Optional[float] = typer.Option(None, help="Only sample architectures with at most this many parameters."),
+    max_params: Optional[float] = typer.Option(None, callback=finite, help="Only sample architectures with at most this many parameters."),
     pick: str = typer.Option("random", help="random: as the space samples them; disagreement: where the table and the "
                                             "FLOPs baseline disagree most (which of the two is right)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
@@ -107,7 +107,7 @@ def validate_cmd(
     passes: int = typer.Option(2, help="Times each architecture is timed, interleaved with the others (2: test-retest; "
                                "3 where the host has slow spells longer than a pass: its time is the fastest pass; "
                                "rerun with more to add passes to the stored ones)."),
-    settle: float = typer.Option(0.0, help=SETTLE_HELP),
+    settle: float = typer.Option(0.0, callback=finite, help=SETTLE_HELP),
     max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
     timings: Optional[Path] = typer.Option(None, help="Store each timing here as measured; rerun to resume (default: beside --out)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Time the table's calibration models again, in the same "
@@ -175,7 +175,7 @@ def vs_flops_cmd(
     space: Optional[str] = typer.Option(None, help="The search space to sample from; default: the table's first space."),
     samples: int = typer.Option(VERSUS_FLOPS_SAMPLES, help="Architectures to predict."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    max_params: Optional[float] = typer.Option(None, help="Only sample architectures with at most this many parameters."),
+    max_params: Optional[float] = typer.Option(None, callback=finite, help="Only sample architectures with at most this many parameters."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """How far the table's predictions stand from a FLOPs-only baseline's, before timing anything.
@@ -219,7 +219,7 @@ def calibrate_cmd(
     repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
     refit: bool = typer.Option(False, "--refit", help="Time nothing: fit again on the calibration models already timed "
                                                       "(after a change of the fitting rule; any machine)."),
-    settle: float = typer.Option(0.0, help=SETTLE_HELP),
+    settle: float = typer.Option(0.0, callback=finite, help=SETTLE_HELP),
     max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
     progress: bool = typer.Option(True),
 ) -> None:

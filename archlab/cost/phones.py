@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -94,6 +95,49 @@ def parse_benchmark_output(text: str) -> tuple[float, float, int]:
     raise ValueError("no 'Inference timings in us' or 'Timings (microseconds)' line")
 
 
+@dataclass(frozen=True)
+class ManifestBlock:
+    key: str
+    file: str
+    kind: str
+    inputs: tuple[tuple[int, ...], ...] = ()
+    params: int = 0
+    gflops: float = 0.0
+
+
+@dataclass(frozen=True)
+class ManifestModel:
+    name: str
+    file: str
+    block_keys: tuple[str, ...]
+    inputs: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json`` as ``table export-blocks`` writes it (read by the one config reader)."""
+
+    format: str
+    dtype: str
+    batch: int
+    blocks: tuple[ManifestBlock, ...]
+    created: str = ""
+    text_tokens: int | None = None
+    models: tuple[ManifestModel, ...] = ()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A checked manifest, as plain data; a missing field, a binary or malformed file names itself."""
+    from archlab.config import load, to_data
+
+    try:
+        return to_data(load(Manifest, path))
+    except ConfigError as exc:
+        if exc.field.startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc.field}", f"{exc.message} (is this the manifest.json export-blocks wrote?)") from None
+
+
 def _read_results(results: Path, manifest: dict[str, Any]) -> dict[str, tuple[float, float, int]]:
     """file (as in the manifest) -> (latency ms, spread ms, runs)."""
     files = {e["file"]: e for e in manifest["blocks"] + manifest.get("models", [])}
@@ -137,10 +181,7 @@ def import_results(results: str | Path, *, manifest_path: str | Path, device: st
                    threads: int = 0) -> LatencyTable:
     """A latency table (same schema as measured ones) from on-device results."""
     manifest_path = Path(manifest_path)
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(str(manifest_path), f"not a readable manifest: {exc}") from None
+    manifest = read_manifest(manifest_path)
     timings = _read_results(Path(results), manifest)
     out = Path(out)
     if out.exists():

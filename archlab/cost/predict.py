@@ -99,7 +99,7 @@ class Predictor:
         self._bytes = [DTYPE_BYTES.get(dtype, 4) for _, dtype in self._table_keys]
         if check_device:
             for t in self.tables:  # a table from another machine predicts that machine, not this one: say so once
-                warn_if_foreign(t.name, t.metadata)
+                warn_if_foreign(t.reference, t.metadata)
         # (time_dim, text_dim, tokens, groups) -> placed stage -> (params, flops, (ms per table and kind))
         self._stages: dict[tuple[int, int, int, int], dict[PlacedStage, tuple[int, int, tuple[float, ...]]]] = {}
         self._stems: dict[tuple, Cost] = {}

@@ -132,7 +132,9 @@ class LatencyTable:
         """Read and check a table file."""
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(str(path), "is not a text file: an archlab latency table is CSV with a JSON first line") from None
         except OSError as exc:
             raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
         first, _, body = text.partition("\n")
@@ -154,8 +156,13 @@ class LatencyTable:
         for col in ("median_ms", "spread_ms", "min_ms", "repeats"):
             if len(rows) and (not pd.api.types.is_numeric_dtype(rows[col]) or rows[col].isna().any()):
                 raise ConfigError(f"{path}: column {col}", "must hold numbers in every row")
-        if (rows["median_ms"] <= 0).any():
-            raise ConfigError(f"{path}: column median_ms", "must be positive")
+        for col, least in (("median_ms", 0.0), ("min_ms", 0.0), ("spread_ms", None)):
+            bad = ~np.isfinite(rows[col].to_numpy(float)) | ((rows[col] <= least) if least is not None else (rows[col] < 0))
+            if len(rows) and bad.any():
+                row = rows[bad].iloc[0]
+                raise ConfigError(f"{path}: column {col}", f"{row[col]!r} in the row of {row['key']!r} must be a finite "
+                                  f"{'positive' if least is not None else 'non-negative'} number of milliseconds; "
+                                  "remeasure that block or delete its row")
         dup = rows["key"][rows["key"].duplicated()]
         if len(dup):
             raise ConfigError(f"{path}: key", f"{dup.iloc[0]!r} appears twice")
@@ -210,6 +217,12 @@ class LatencyTable:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def reference(self) -> str:
+        """How a command names this table: a shipped table's name, else its path."""
+        shipped = resources.find("tables", self.label)
+        return self.label if shipped is not None and Path(shipped).resolve() == self.path.resolve() else str(self.path)
 
     @property
     def label(self) -> str:

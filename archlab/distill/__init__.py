@@ -84,6 +84,10 @@ def run_gan(file: DistillFile, *, init: str = "teacher", out: str | Path | None 
     save the generator (``one_step.safetensors``) and a report (``gan.json``)."""
     out = Path(out or file.out)
     source = {"teacher": None, "student": out / "student.safetensors"}.get(init, init)
+    if isinstance(source, str) and not Path(source).exists():
+        raise ConfigError("--init", f"{init!r} is neither teacher, student nor an existing model file")
+    if init == "student" and not Path(source).exists():
+        raise ConfigError("--init", f"student: {source} does not exist (run `archlab distill` first)")
     pipe, start_model = open_teacher(file, model=source)
     cfg = file.gan
     tuner = GanFinetuner(start_model, pipe, cfg, out_dir=out)

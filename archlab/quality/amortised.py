@@ -36,8 +36,6 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file
 from torch.func import functional_call
 
 from archlab.arch.description import Description
@@ -49,8 +47,8 @@ from archlab.quality import registry
 from archlab.progress import step_bar
 from archlab.quality.diffusion import noisy, target
 from archlab.quality.metrics import item_losses
-from archlab.quality.train import (ProxyModel, Trainer, draw_batch, pack_optimizer, save_trained, scheduled_lr,
-                                   unpack_optimizer, write_checkpoint)
+from archlab.quality.train import (ProxyModel, Trainer, draw_batch, pack_optimizer, read_safetensors, save_trained,
+                                   scheduled_lr, unpack_optimizer, write_checkpoint)
 
 DONE = "done.json"
 COVER_SAMPLES = 200  # members drawn to find the largest shape of parameters only some members have
@@ -316,11 +314,9 @@ class Supernet:
         write_checkpoint(path, tensors, {"step": str(self.step), "folder": self.folder.name})
 
     def _load(self, path: Path, optimizer: torch.optim.Optimizer | None = None) -> None:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        meta, tensors = read_safetensors(path)
         if meta.get("folder") != self.folder.name:
             raise ConfigError(str(path), "belongs to another supernet (other settings); delete it to train anew")
-        tensors = load_file(str(path))
         with torch.no_grad():
             for k, p in self.params.items():
                 if f"param.{k}" not in tensors or tensors[f"param.{k}"].shape != p.shape:

@@ -66,6 +66,18 @@ class SyntheticData:
         return [" ".join(VOCABULARY)]  # every word the domain's captions use
 
 
+def _open_square(source: Any, resolution: int, where: str) -> np.ndarray:
+    """An image file or bytes, centre-cropped square and resized; one that PIL cannot read names itself."""
+    from PIL import Image
+
+    try:
+        with Image.open(source) as image:
+            return _square(image, resolution)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ConfigError(where, f"cannot be read as an image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                          "replace it or remove it from the data") from None
+
+
 def _square(image: Any, resolution: int) -> np.ndarray:
     from PIL import Image
 
@@ -84,15 +96,15 @@ def default_cache(source: str | Path) -> Path:
 
 class _Cache:
     def __init__(self, folder: Path, resolution: int):
-        self.folder = folder
+        self.folder = folder  # made on the first item stored: a refused run leaves nothing behind
         self.resolution = resolution
-        folder.mkdir(parents=True, exist_ok=True)
 
     def load(self, ident: str, make: Callable[[], np.ndarray]) -> np.ndarray:
         path = self.folder / f"{hashlib.sha1(f'{ident}@{self.resolution}'.encode()).hexdigest()}.npy"
         if path.exists():
             return np.load(path, allow_pickle=False)
         arr = make()
+        self.folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, arr, allow_pickle=False)
         tmp.replace(path)
@@ -102,9 +114,11 @@ class _Cache:
 def _caption_of(row: dict[str, Any], column: str | None, where: str) -> str:
     names = (column,) if column else CAPTION_COLUMNS
     for name in names:
-        if name in row and row[name] is not None:
+        if name in row:
+            if row[name] is None:
+                raise ConfigError(where, f"{name} is null: give every image a caption (an empty string is allowed)")
             return str(row[name])
-    raise ConfigError(where, f"has no caption column ({' or '.join(names)}); it has {', '.join(row)}")
+    raise ConfigError(where, f"has no caption column ({' or '.join(names)}); it has {', '.join(row) or 'no columns'}")
 
 
 def _metadata_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -147,6 +161,7 @@ class ImageFolder:
             raise ConfigError(str(missing[0]), "is listed in the folder's captions but does not exist")
         if not self.items:
             raise ConfigError("data.path", f"{self.folder} holds no captioned images")
+        check_captions([c for _, c in self.items], str(self.folder))
 
     def _items(self, caption_column: str | None) -> list[tuple[Path, str]]:
         for name in ("metadata.jsonl", "metadata.csv"):
@@ -181,7 +196,7 @@ class ImageFolder:
         from PIL import Image
 
         path, caption = self.items[index]
-        return self.cache.load(str(path.resolve()), lambda: _square(Image.open(path), self.resolution)), caption
+        return self.cache.load(str(path.resolve()), lambda: _open_square(path, self.resolution, str(path))), caption
 
     def captions(self) -> Iterable[str]:
         return [c for _, c in self.items]
@@ -206,6 +221,7 @@ class ParquetImages:
             if col not in names:
                 raise ConfigError("data", f"{self.path} has no column {col!r}; it has {', '.join(names)}")
         self.image_column, self.caption_column = image_column, caption_column
+        check_captions(list(self.captions()), str(self.path))
         self.resolution = resolution
         self.cache = _Cache(Path(cache) if cache else default_cache(self.path), resolution)
         meta = self.file.metadata
@@ -224,14 +240,22 @@ class ParquetImages:
         return images[index - int(self.starts[g])], str(captions[index - int(self.starts[g])])
 
     def get(self, index: int) -> tuple[np.ndarray, str]:
-        from PIL import Image
-
         raw, caption = self._row(index)
         data = raw["bytes"] if isinstance(raw, dict) else raw  # HF datasets store {"bytes", "path"}
-        return self.cache.load(f"{self.path.resolve()}#{index}", lambda: _square(Image.open(io.BytesIO(data)), self.resolution)), caption
+        if not isinstance(data, (bytes, bytearray)):
+            raise ConfigError(f"{self.path}: row {index}", f"column {self.image_column!r} holds no image bytes")
+        return self.cache.load(f"{self.path.resolve()}#{index}", lambda: _open_square(
+            io.BytesIO(data), self.resolution, f"{self.path}: row {index}")), caption
 
     def captions(self) -> Iterable[str]:
         return [str(c) for c in self.file.read(columns=[self.caption_column]).column(self.caption_column).to_pylist()]
+
+
+def check_captions(captions: Sequence[str], where: str) -> None:
+    """Refuse data whose captions are all empty: nothing would tie images to text and every text metric would read 0."""
+    empty = sum(1 for c in captions if not str(c).strip())
+    if captions and empty == len(captions):
+        raise ConfigError(where, f"all {empty} captions are empty: text-to-image quality needs captions")
 
 
 class Subset:

@@ -9,6 +9,7 @@ VAE decodes samples back to pixels for ``clip_score``.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -51,8 +52,7 @@ class LatentData:
         self.factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.resolution = data.resolution // self.factor
         tag = hashlib.sha1(f"{Path(vae_folder).resolve()}@{data.resolution}".encode()).hexdigest()[:12]
-        self.cache = Path(cache) / f"latents-{tag}"
-        self.cache.mkdir(parents=True, exist_ok=True)
+        self.cache = Path(cache) / f"latents-{tag}"  # made on the first latent stored
 
     def __len__(self) -> int:
         return len(self.data)
@@ -65,7 +65,10 @@ class LatentData:
             return load_file(str(path))["latent"].numpy(), caption
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(self.device) / 127.5 - 1.0
         latent = (self.vae.encode(x).latent_dist.mean[0] * self.scale).float().cpu()
-        save_file({"latent": latent.contiguous()}, str(path))
+        self.cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({"latent": latent.contiguous()}, str(tmp))
+        os.replace(tmp, path)
         return latent.numpy(), caption
 
     def captions(self) -> Iterable[str]:

@@ -291,13 +291,24 @@ def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[st
     tmp.replace(path)
 
 
+def read_safetensors(path: str | Path, device: str = "cpu") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's metadata and tensors; a file that is not one names itself."""
+    from safetensors import SafetensorError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return meta, load_file(str(path), device=device)
+    except SafetensorError as exc:
+        raise ConfigError(str(path), f"is not a safetensors file ({exc}); give a model archlab wrote") from None
+
+
 def read_checkpoint(path: Path, description: Description, device: str = "cpu") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """A checkpoint's metadata and tensors, refused when it belongs to another architecture."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    if description_from_dict(json.loads(meta["description"])) != description:
+    meta, tensors = read_safetensors(path, device)
+    if "description" not in meta or description_from_dict(json.loads(meta["description"])) != description:
         raise ConfigError(str(path), "is a checkpoint of another architecture")
-    return meta, load_file(str(path), device=device)
+    return meta, tensors
 
 
 def save_trained(model: ProxyModel, path: str | Path, *, quality: Any = None, extra: dict[str, str] | None = None) -> Path:
@@ -338,9 +349,7 @@ def read_trained(path: str | Path) -> TrainedFile:
         path = path / "model.safetensors"
     if not path.is_file():
         raise ConfigError(str(path), "does not exist (give a trained model: a .safetensors archlab wrote, or an export folder)")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    tensors = load_file(str(path))
+    meta, tensors = read_safetensors(path)
     if "description" in meta:
         desc = description_from_dict(json.loads(meta["description"]))
     elif (path.parent / "description.yaml").is_file():

@@ -24,11 +24,12 @@ from archlab import resources
 from archlab.arch.builder import UNet, build
 from archlab.arch.description import Description
 from archlab.arch.diffusers_import import diffusers_prefixes, read_description, read_weights
-from archlab.convert import export_coreml, export_onnx, export_tflite, model_and_inputs
+from archlab.convert import ForwardWrapper, example_inputs, export_coreml, export_onnx, export_tflite
 from archlab.cost.keys import block_specs
 from archlab.cost.predict import Predictor, count, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
 from archlab.errors import ConfigError
+from archlab.files import staged_folder
 from archlab.results.pareto import complete, is_feasible
 
 PICK = re.compile(r"^\s*([A-Za-z_@.\-0-9]+)\s*(<=|>=)\s*([0-9.eE+\-]+)\s*$")
@@ -172,10 +173,18 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
 
     Weights: ``weights`` (a state dict of this description's UNet, e.g. an evolved
     pretrained model; every key and shape is checked), else inherited block by block from
-    a local diffusers UNet (``from_diffusers``), else a seeded random init.
+    a local diffusers UNet (``from_diffusers``), else a seeded random init. Everything is
+    written into a hidden folder beside ``out`` and moved in at the end: an interrupted
+    export leaves ``out`` as it was.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out) as stage:
+        return _write_export(desc, stage, provenance=provenance, metrics=metrics, weights=weights,
+                             from_diffusers=from_diffusers, onnx=onnx, tflite=tflite, coreml=coreml, seed=seed)
+
+
+def _write_export(desc: Description, out: Path, *, provenance: dict[str, Any] | None, metrics: dict[str, Any] | None,
+                  weights: Mapping[str, torch.Tensor] | None, from_diffusers: str | Path | None, onnx: bool, tflite: bool,
+                  coreml: bool, seed: int) -> dict[str, Any]:
     (out / "description.yaml").write_text(desc.to_yaml())
     (out / "description.json").write_text(desc.to_json())
     torch.manual_seed(seed)
@@ -203,8 +212,7 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
     if inheritance is not None:
         card["inherited_blocks"] = [{"block": a, "from": b} for a, b in inheritance.copied]
         card["fresh_blocks"] = inheritance.fresh
-    wrapper, inputs = model_and_inputs(desc, seed=seed)
-    wrapper.unet.load_state_dict(model.state_dict())
+    wrapper, inputs = ForwardWrapper(model).eval(), example_inputs(desc, seed=seed)  # the one model: no second copy
     if onnx:
         card["onnx_max_abs_diff"] = check_onnx(wrapper, inputs, out / "model.onnx")
     if tflite:

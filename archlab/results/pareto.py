@@ -20,7 +20,18 @@ NOISE_SE = 2.0  # two figures closer than this many combined standard errors are
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return all(v <= 0 for v in trial.constraints.values())
+    """A complete trial that meets every constraint (a failed or running trial is never feasible)."""
+    return trial.state == optuna.trial.TrialState.COMPLETE and all(v <= 0 for v in trial.constraints.values())
+
+
+def failures(study: optuna.Study) -> tuple[int, list[tuple[str, int]]]:
+    """How many trials failed, and each distinct error's first line with how many trials it stopped."""
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    counts: dict[str, int] = {}
+    for t in failed:
+        line = (t.user_attrs.get("error") or "no error recorded (the worker was killed?)").splitlines()[0]
+        counts[line] = counts.get(line, 0) + 1
+    return len(failed), sorted(counts.items(), key=lambda kv: -kv[1])
 
 
 def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

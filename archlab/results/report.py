@@ -21,6 +21,7 @@ from plotly.offline import get_plotlyjs
 from archlab.arch.presets import preset
 from archlab.cost.predict import LATENCY, Predictor, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
+from archlab.files import write_text
 from archlab.results.pareto import complete, front_rows, is_feasible, pareto, standard_error
 from archlab.search.study import StudyConfig
 
@@ -157,7 +158,4 @@ on every objective within two combined standard errors: the data does not show t
 <table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>not distinguishable from</th><th>architecture</th></tr>{rows}</table>
 {body}
 </body></html>"""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
-    return out
+    return write_text(out, page)
