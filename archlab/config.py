@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import types
 import typing
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Annotated, Any, Iterable, Literal, Mapping, TypeVar, Union, g
 import yaml
 
 from archlab.errors import ConfigError
+from archlab.resources import looks_like_path
 
 T = TypeVar("T")
 
@@ -58,7 +58,6 @@ _FILE = "archlab:file-path"
 _NAME_OR_PATH = "archlab:name-or-path"
 FilePath = Annotated[str, _FILE]
 NameOrPath = Annotated[str, _NAME_OR_PATH]
-PATH_SUFFIXES = (".yaml", ".yml", ".json", ".csv", ".parquet", ".safetensors", ".bin", ".pt")
 # a field with this metadata is set by archlab (e.g. the file a config came from), never read from a file
 INTERNAL = {"archlab_internal": True}
 
@@ -182,12 +181,6 @@ def _kind(value: Any) -> str:
                                                                                                         type(value).__name__)
 
 
-def _looks_like_path(value: str, base: Path | None) -> bool:
-    if os.sep in value or value.startswith(".") or value.lower().endswith(PATH_SUFFIXES):
-        return True
-    return base is not None and (base / value).exists()
-
-
 def _resolve(value: str, base: Path | None) -> str:
     p = Path(value).expanduser()
     if p.is_absolute() or base is None:
@@ -202,7 +195,7 @@ def _parse(tp: Any, value: Any, where: str, base: Path | None, internal: dict[st
         out = _parse(inner, value, where, base, internal)
         if isinstance(out, str) and _FILE in marks:
             return _resolve(out, base)
-        if isinstance(out, str) and _NAME_OR_PATH in marks and _looks_like_path(out, base):
+        if isinstance(out, str) and _NAME_OR_PATH in marks and looks_like_path(out, base):
             return _resolve(out, base)
         return out
     if tp is Any:

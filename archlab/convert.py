@@ -91,11 +91,28 @@ def missing_modules(*modules: str) -> list[str]:
 
 
 def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | Path) -> None:
-    """TorchScript-based export (no onnxscript needed), opset 17."""
+    """TorchScript-based export (no onnxscript needed), opset 17. A model over protobuf's 2 GB keeps its weights
+    in one ``<name>.data`` file beside it (the exporter alone writes one file per tensor)."""
+    import shutil
+
+    path = Path(path)
     names = [f"input{i}" for i in range(len(inputs))]
-    with quiet_fds(), torch.no_grad():
-        torch.onnx.export(module.eval(), inputs, str(path), input_names=names, output_names=["output"], opset_version=17,
-                          dynamo=False)
+    scratch = path.parent / f".{path.name}.export-{os.getpid()}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        with quiet_fds(), torch.no_grad():
+            torch.onnx.export(module.eval(), inputs, str(scratch / path.name), input_names=names, output_names=["output"],
+                              opset_version=17, dynamo=False)
+        if len(list(scratch.iterdir())) == 1:
+            os.replace(scratch / path.name, path)
+            return
+        import onnx
+
+        model = onnx.load(str(scratch / path.name), load_external_data=True)
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=f"{path.name}.data", size_threshold=1024)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def weight_bytes(module: nn.Module) -> int:

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from archlab.cost.backends import get_backend
-from archlab.cost.measure import ModelTimings, fit_points, measure_blocks, open_for_build, sample_table_models
+from archlab.tables import ModelTimings, fit_points, measure_blocks, open_for_build, sample_table_models
 from archlab.cost.predict import count
-from archlab.cost.sources import source_specs
+from archlab.tables.sources import source_specs
 from block_timing_choice import held_out_rounds  # sibling scripts (benchmarks/ is on sys.path when run)
 from latency_unseen_space import SPACE, write_space
 

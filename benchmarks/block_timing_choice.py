@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.cost.measure import accuracy, fit_points, sample_table_models
-from archlab.cost.sources import at_quantiles
+from archlab.tables import accuracy, fit_points, sample_table_models
+from archlab.tables.sources import at_quantiles
 from archlab.cost.table import LatencyTable, fit_overhead
 from calibration_choice import add_round_options  # the sibling script (benchmarks/ is on sys.path when run)
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.cost.measure import accuracy, fit_points, sample_table_models
-from archlab.cost.sources import at_quantiles
+from archlab.tables import accuracy, fit_points, sample_table_models
+from archlab.tables.sources import at_quantiles
 from archlab.cost.table import LatencyTable, fit_overhead
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.cost.measure import ModelTimings, score, stored_calibration
+from archlab.tables import ModelTimings, score, stored_calibration
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
 from unseen_error_sources import refit_and_score, run_arguments, run_numbers  # the sibling script (benchmarks/ is on sys.path when run)

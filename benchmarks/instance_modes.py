@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from archlab.cost.backends import get_backend
-from archlab.cost.measure import ModelTimings, time_model
+from archlab.tables import ModelTimings, time_model
 
 
 def main() -> None:

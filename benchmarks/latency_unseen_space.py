@@ -28,9 +28,9 @@ from pathlib import Path
 import yaml
 
 from archlab.cost.backends import get_backend
-from archlab.cost.measure import (calibrate, measure_blocks, open_for_build, sample_table_models, stored_calibration,
+from archlab.tables import (calibrate, measure_blocks, open_for_build, sample_table_models, stored_calibration,
                                   validate)
-from archlab.cost.sources import source_specs
+from archlab.tables.sources import source_specs
 from archlab.cost.table import CALIBRATION_MODELS, MAX_PASSES
 
 SPACE = {

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from archlab.arch.description import description_from_dict
-from archlab.cost.measure import accuracy, closer_share, fit_points, paired_bootstrap
+from archlab.tables import accuracy, closer_share, fit_points, paired_bootstrap
 from archlab.cost.table import FIT_FORMS, LatencyTable, _loo_errors, _solve, choose_form
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from archlab.arch.description import description_from_dict, layout
 from archlab.convert import model_and_inputs
 from archlab.cost.backends import get_backend
 from archlab.cost.keys import spec_of
-from archlab.cost.measure import sample_table_models
+from archlab.tables import sample_table_models
 from archlab.cost.table import LatencyTable
 
 

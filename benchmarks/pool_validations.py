@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from archlab.cost.measure import FIGURES, ModelTimings, score
+from archlab.tables import FIGURES, ModelTimings, score
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
 

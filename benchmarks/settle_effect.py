@@ -19,7 +19,7 @@ import copy
 import json
 from pathlib import Path
 
-from archlab.cost.measure import ModelTimings, stored_calibration
+from archlab.tables import ModelTimings, stored_calibration
 from archlab.cost.table import LatencyTable
 from unseen_error_sources import refit_and_score, run_numbers  # the sibling script (benchmarks/ is on sys.path when run)
 

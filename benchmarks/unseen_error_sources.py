@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from archlab.cost.measure import ModelTimings, refit, score, store_fit, stored_calibration
+from archlab.tables import ModelTimings, refit, score, store_fit, stored_calibration
 from archlab.cost.predict import Predictor
 from archlab.cost.table import RICHER_FORM_SE, LatencyTable
 

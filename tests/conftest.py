@@ -5,8 +5,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(__file__))  # test-only helpers (the fvcore oracle) import by name
 
 import pytest
 

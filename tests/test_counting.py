@@ -4,7 +4,7 @@ import pytest
 
 from archlab import build, count, preset, presets
 from archlab.arch.scaling import scale
-from archlab.cost.fvcore_count import block_flops, model_flops
+from fvcore_count import block_flops, model_flops
 
 # fvcore traces each block once; identical placed blocks (same kind, choices, shapes) share one trace
 _fvcore_cache: dict = {}

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from archlab import ConfigError, load_description, load_space, preset
 from archlab.cli import app
-from archlab.cost.phones import read_manifest
+from archlab.tables.phones import read_manifest
 from archlab.cost.table import LatencyTable
 from archlab.distill import load_distill_file
 from archlab.search.evolve import load_evolve_file

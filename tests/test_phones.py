@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from archlab import preset
 from archlab.cli import app
 from archlab.cost.keys import distinct_specs
-from archlab.cost.phones import export_blocks, import_results, parse_benchmark_output
+from archlab.tables.phones import export_blocks, import_results, parse_benchmark_output
 from archlab.cost.table import LatencyTable
 
 runner = CliRunner()

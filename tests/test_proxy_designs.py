@@ -134,3 +134,10 @@ def test_a_study_resumed_after_a_kill_reuses_its_stored_teacher(tmp_path):
     study = run_study(dataclasses.replace(cfg2, budget=dataclasses.replace(cfg2.budget, trials=2)), progress=False)
     assert (folders[0] / "model.safetensors").stat().st_mtime_ns == stamp  # read, not trained again
     assert all("metric.teacher_distance" in t.user_attrs for t in study.trials if t.state.name == "COMPLETE")
+
+
+def test_the_teacher_is_its_architecture_under_the_proxy_rule_once(tmp_path):
+    cfg = _cfg(amortised={"kind": "teacher", "arch": "mobilediffusion", "steps": 1}, proxy={"width": 0.125})
+    pipe = QualityPipeline(cfg, amortised_dir=tmp_path)
+    teacher = pipe.teacher().model()
+    assert teacher.description.channels == pipe.proxy(preset("mobilediffusion")).channels == (40, 80, 128)

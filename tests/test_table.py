@@ -207,7 +207,7 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
     again = json.loads(runner.invoke(app, args).stdout)  # resumed: nothing re-timed, same figures
     assert again["rmspe"] == data["rmspe"]
     assert {n: [p["measured_at"] for p in m["passes"]] for n, m in json.loads(timings.read_text())["models"].items()} == stamps
-    from archlab.cost.measure import ModelTimings, score
+    from archlab.tables import ModelTimings, score
 
     stored_timings = ModelTimings.stored(json.loads(timings.read_text()))  # scored again with no backend: same figures
     rescored = score(LatencyTable.read(out), stored_timings, stored_timings.descs, seed=5)
@@ -272,7 +272,7 @@ def test_build_calibrate_validate_check_on_this_machine_with_clean_json(tmp_path
 
 
 def test_recalibrating_in_a_validation_refuses_a_model_in_both_sets_before_timing(tmp_path):
-    from archlab.cost.measure import validate
+    from archlab.tables import validate
 
     with pytest.raises(ConfigError, match="recalibrate: calibration and validation models must differ; both hold"):
         validate(_filled(tmp_path), None, [preset("tiny")], seed=1, recalibrate=[preset("tiny")])
@@ -361,7 +361,7 @@ def test_the_reference_tolerates_a_shared_hosts_own_spread_but_not_a_host_twice_
 def test_calibration_models_span_the_sizes_validation_models_are_drawn_as_the_space_draws():
     """Calibration picks models at quantiles of size (a weight term needs both ends); validation stays random."""
     from archlab import load_space
-    from archlab.cost.sources import spread_by_size
+    from archlab.tables.sources import spread_by_size
 
     space = load_space("tiny")
     counter = Predictor([])
@@ -376,7 +376,7 @@ def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_remo
     import shutil as shutil_module
     from collections import namedtuple
 
-    from archlab.cost import measure
+    from archlab.tables import calibration, timing as measure, validation
     from archlab.cost.backends import get_backend
 
     backend = get_backend("onnxruntime", threads=1, warmup=0, repeats=1, workdir=tmp_path / "work")
@@ -407,7 +407,7 @@ def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_remo
 
 
 def test_rerunning_a_validation_with_more_passes_adds_passes_and_keeps_the_stored_ones(tmp_path):
-    from archlab.cost import measure
+    from archlab.tables import calibration, timing as measure, validation
     from archlab.cost.backends import get_backend
 
     backend = get_backend("torch-cpu", threads=1, warmup=0, repeats=1)
@@ -424,7 +424,7 @@ def test_rerunning_a_validation_with_more_passes_adds_passes_and_keeps_the_store
 
 def _scripted_times(monkeypatch, script):
     """Replace whole-model timing by ``script`` (model name -> its successive times); returns the order timed."""
-    from archlab.cost import measure
+    from archlab.tables import calibration, timing as measure, validation
     from archlab.cost.backends import Timing
 
     timed, left = [], {name: list(times) for name, times in script.items()}
@@ -438,7 +438,7 @@ def _scripted_times(monkeypatch, script):
 
 
 def test_settling_times_again_only_the_models_whose_fastest_passes_disagree_and_stops_at_max_passes(tmp_path, monkeypatch):
-    from archlab.cost import measure
+    from archlab.tables import calibration, timing as measure, validation
     from archlab.cost.backends import get_backend
 
     backend = get_backend("torch-cpu", threads=1, warmup=0, repeats=1)
@@ -463,7 +463,7 @@ def test_settling_times_again_only_the_models_whose_fastest_passes_disagree_and_
 
 
 def test_validate_reports_how_settled_its_truth_is_and_refuses_a_bad_settle(tmp_path, monkeypatch):
-    from archlab.cost import measure
+    from archlab.tables import calibration, timing as measure, validation
 
     table = _filled(tmp_path)
     table.metadata["overhead"] = {"intercept_ms": 0.0, "scale": 1.0, "models": [{"gflops": 1.0, "measured_ms": 10.0},
@@ -471,7 +471,7 @@ def test_validate_reports_how_settled_its_truth_is_and_refuses_a_bad_settle(tmp_
     table.save()
     models = [dataclasses.replace(preset("tiny"), name=f"t{i}") for i in range(3)]
     _scripted_times(monkeypatch, {"t0": [10, 10.2], "t1": [20, 30, 21], "t2": [15, 15]})
-    result = measure.validate(table, _counting_backend(tmp_path / "w"), models, seed=3, passes=2, show_progress=False,
+    result = validation.validate(table, _counting_backend(tmp_path / "w"), models, seed=3, passes=2, show_progress=False,
                               settle=0.05, max_passes=3)
     assert [r["passes_ms"] for r in result["models"]] == [[10, 10.2], [20, 30, 21], [15, 15]]
     assert result["passes"] == 2 and result["truth_spread"]["passes_max"] == 3
@@ -505,7 +505,7 @@ def _counting_backend(workdir, stop_after=None):
 
 
 def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_stored_sweep(tmp_path):
-    from archlab.cost.measure import measure_blocks
+    from archlab.tables import measure_blocks
 
     table = LatencyTable.create(tmp_path / "t.csv", META)
     specs = distinct_specs([preset("tiny")])
@@ -526,7 +526,7 @@ def test_blocks_are_timed_in_whole_sweeps_and_an_interrupted_build_keeps_every_s
 
 
 def test_a_build_killed_between_a_blocks_last_sweep_and_its_row_writes_the_row_on_resume(tmp_path, monkeypatch):
-    from archlab.cost.measure import measure_blocks
+    from archlab.tables import measure_blocks
 
     table = LatencyTable.create(tmp_path / "t.csv", META)
     specs = distinct_specs([preset("tiny")])
@@ -549,7 +549,7 @@ def test_a_build_killed_between_a_blocks_last_sweep_and_its_row_writes_the_row_o
 
 
 def test_the_table_is_compared_with_flops_beyond_noise_by_a_paired_bootstrap():
-    from archlab.cost.measure import paired_bootstrap
+    from archlab.tables import paired_bootstrap
 
     rng = np.random.default_rng(0)
     measured = rng.uniform(100, 500, 30)
@@ -566,7 +566,7 @@ def test_a_disagreement_pick_takes_the_models_the_table_and_flops_disagree_on_mo
     """Validation can be aimed where the table and the FLOPs baseline differ: whichever is right there is better."""
     import math
 
-    from archlab.cost.measure import DISAGREEMENT_POOL, closer_share, flops_baseline, sample_table_models, table_space
+    from archlab.tables import DISAGREEMENT_POOL, closer_share, flops_baseline, sample_table_models, table_space
 
     table = LatencyTable.load("x86-2core_litert")  # predicting only, so any machine's table will do
     picked = sample_table_models(table, n=6, seed=3, pick="disagreement")
@@ -597,7 +597,7 @@ def test_a_disagreement_pick_takes_the_models_the_table_and_flops_disagree_on_mo
 
 
 def test_how_far_flops_stands_from_the_table_is_known_before_timing_and_says_which_figures_can_separate_them():
-    from archlab.cost.measure import disagreement, flops_baseline, versus_flops
+    from archlab.tables import disagreement, flops_baseline, versus_flops
 
     d = disagreement([100, 200, 300, 400], [104, 188, 345, 400])  # FLOPs +4%, -6%, +15%, 0%
     assert d["models"] == 4 and (d["flops_off_5"], d["flops_off_10"]) == (0.5, 0.25)
@@ -618,21 +618,21 @@ def test_how_far_flops_stands_from_the_table_is_known_before_timing_and_says_whi
 
 
 def test_calibration_models_can_be_settled_and_the_table_records_how_they_were_timed(tmp_path, monkeypatch):
-    from archlab.cost import measure
+    from archlab.tables import calibration, timing as measure, validation
 
     table = _filled(tmp_path)
     table.metadata["statistic"] = "min"
     table.save()
     models = [dataclasses.replace(preset("tiny"), name=f"c{i}") for i in range(3)]
     timed = _scripted_times(monkeypatch, {"c0": [10, 10.1], "c1": [30, 20, 20.5], "c2": [15, 15]})
-    measure.calibrate(table, _counting_backend(tmp_path / "w"), models, seed=4, show_progress=False, settle=0.05, max_passes=3)
+    calibration.calibrate(table, _counting_backend(tmp_path / "w"), models, seed=4, show_progress=False, settle=0.05, max_passes=3)
     assert sorted(timed) == ["c0", "c0", "c1", "c1", "c1", "c2", "c2"]  # only the model whose passes disagree, once more
     overhead = LatencyTable.read(table.path).metadata["overhead"]
     assert [m["measured_ms"] for m in overhead["models"]] == [10, 20, 15]  # the fastest pass of each
     assert overhead["timing"] == {"passes": 2, "settle": 0.05, "passes_max": 3}
     shown = runner.invoke(app, ["table", "show", str(table.path)])
     assert shown.exit_code == 0 and "passes settled within 5%: up to 3 passes" in shown.stdout
-    measure.refit(LatencyTable.read(table.path))  # a refit times nothing and keeps the record
+    calibration.refit(LatencyTable.read(table.path))  # a refit times nothing and keeps the record
     assert LatencyTable.read(table.path).metadata["overhead"]["timing"] == overhead["timing"]
     for command in (["table", "build", "tiny", "--out", str(tmp_path / "n.csv"), "--settle", "-1"],
                     ["table", "calibrate", str(table.path), "--settle", "0.05", "--max-passes", "1"]):
@@ -642,7 +642,7 @@ def test_calibration_models_can_be_settled_and_the_table_records_how_they_were_t
 
 
 def test_a_checked_table_says_whether_it_holds_here_and_what_to_do_when_it_does_not():
-    from archlab.cost.measure import DRIFT_LIMIT, drift_verdict
+    from archlab.tables import DRIFT_LIMIT, drift_verdict
 
     assert drift_verdict("t.csv", [], 0.041) == {"holds": True, "advice": "holds here: median drift within +-10%"}
     drifted = drift_verdict("t.csv", [], -0.15)
@@ -656,7 +656,7 @@ def test_a_checked_table_says_whether_it_holds_here_and_what_to_do_when_it_does_
 
 def test_a_table_older_than_the_allocator_field_was_timed_with_the_systems_and_resumes_only_so(tmp_path):
     from archlab.cost.backends import get_backend
-    from archlab.cost.measure import backend_for, open_for_build, table_allocator
+    from archlab.tables import backend_for, open_for_build, table_allocator
 
     system = get_backend("torch-cpu", threads=1, warmup=0, repeats=1, allocator="system")
     meta = {k: v for k, v in system.metadata().items() if k != "allocator"}  # as tables were written before the field

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from pathlib import Path
 
 from archlab import resources
 from archlab.arch.description import Description, load_description
 from archlab.errors import ConfigError
 
-DESCRIPTION_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def presets() -> list[str]:
@@ -35,12 +33,7 @@ def preset(name: str) -> Description:
 
 
 def resolve(name_or_path: str | os.PathLike) -> Description:
-    """A preset name (optionally ``preset:NAME``), or a path to a description file."""
-    text = str(name_or_path)
-    if text.startswith("preset:"):
-        return preset(text.split(":", 1)[1])
-    if text in presets():
-        return preset(text)
-    if text.endswith(DESCRIPTION_SUFFIXES) or os.sep in text:
-        return load_description(Path(text))
-    raise ConfigError("architecture", f"{text!r} is neither a preset ({', '.join(presets())}) nor a .yaml/.json file")
+    """A preset name (optionally ``preset:NAME``), or a path to a description file (one rule for which:
+    :func:`archlab.resources.locate`)."""
+    path = resources.locate("presets", name_or_path)
+    return preset(path.stem) if path == resources.find("presets", path.stem) else load_description(path)

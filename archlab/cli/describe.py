@@ -57,7 +57,7 @@ def describe_cmd(
 
         latency_table = LatencyTable.load(table_file)
         if measure_missing:
-            from archlab.cost.measure import measure_missing as measure
+            from archlab.tables import measure_missing as measure
 
             measure(latency_table, desc)
         tables = [latency_table]

@@ -28,7 +28,7 @@ def keys_cmd(
     show: bool = typer.Option(False, "--list", help="Print every key."),
 ) -> None:
     """How many distinct blocks the sources need against how many architectures they hold."""
-    from archlab.cost.sources import source_specs
+    from archlab.tables.sources import source_specs
 
     specs, spaces, descs = source_specs(sources)
     architectures = sum(s.size() for s in spaces) + len(descs)
@@ -72,8 +72,8 @@ def build_cmd(
     only the missing blocks are measured.
     """
     from archlab.cost.backends import get_backend
-    from archlab.cost.measure import calibrate as fit, measure_blocks, open_for_build, pass_limit
-    from archlab.cost.sources import sample_models, source_specs
+    from archlab.tables import calibrate as fit, measure_blocks, open_for_build, pass_limit
+    from archlab.tables.sources import sample_models, source_specs
 
     pass_limit(CALIBRATION_PASSES, settle, max_passes)  # before anything is timed
     specs, spaces, descs = source_specs(sources, batch=batch)
@@ -121,7 +121,7 @@ def validate_cmd(
     Every architecture is timed twice, far apart (interleaved with the others): the
     agreement of the two passes is the noise floor the predictor is judged against.
     """
-    from archlab.cost.measure import backend_for, pass_limit, sample_table_models, stored_calibration, validate
+    from archlab.tables import backend_for, pass_limit, sample_table_models, stored_calibration, validate
     from archlab.cost.table import LatencyTable
 
     pass_limit(passes, settle, max_passes)  # before anything is loaded or timed
@@ -184,7 +184,7 @@ def vs_flops_cmd(
     FLOPs on within +-10%; where they rank alike, not on Spearman either. This says which
     figures a validation can separate them on, for this table and space.
     """
-    from archlab.cost.measure import versus_flops
+    from archlab.tables import versus_flops
     from archlab.cost.table import LatencyTable
 
     if samples < 3:
@@ -200,7 +200,7 @@ def vs_flops_cmd(
 
 
 def flops_room(d: dict) -> str:
-    """One sentence on how far FLOPs stands from the table (:func:`archlab.cost.measure.disagreement`)."""
+    """One sentence on how far FLOPs stands from the table (:func:`archlab.tables.validation.disagreement`)."""
     verdict = ("within +-10% cannot tell them apart here" if d["flops_off_10"] == 0 else
                f"within +-10% can separate them on up to {d['flops_off_10']:.1%} of models")
     return (f"FLOPs / table - 1: RMS {d['rms']:.1%}, from {d['largest_under']:+.1%} to {d['largest_over']:+.1%}; "
@@ -227,7 +227,7 @@ def calibrate_cmd(
 
     Every block of the calibration models is checked to be in the table before anything is timed.
     """
-    from archlab.cost.measure import backend_for, calibrate as fit, pass_limit, refit as fit_stored, sample_table_models
+    from archlab.tables import backend_for, calibrate as fit, pass_limit, refit as fit_stored, sample_table_models
     from archlab.cost.table import STATISTICS, LatencyTable
 
     pass_limit(CALIBRATION_PASSES, settle, max_passes)
@@ -266,7 +266,7 @@ def check_cmd(
     progress: bool = typer.Option(True),
 ) -> None:
     """Is this table true here? Compares fingerprints and re-times a few of its calibration models here (the drift)."""
-    from archlab.cost.measure import backend_for, check
+    from archlab.tables import backend_for, check
     from archlab.cost.table import LatencyTable
 
     table = LatencyTable.load(table_file)
@@ -330,8 +330,8 @@ def export_blocks_cmd(
 ) -> None:
     """One model file per distinct block, to time on a phone; see README for how."""
     from archlab.progress import progress_bar
-    from archlab.cost.phones import export_blocks
-    from archlab.cost.sources import sample_models, source_specs
+    from archlab.tables.phones import export_blocks
+    from archlab.tables.sources import sample_models, source_specs
 
     specs, spaces, descs = source_specs(sources)
     models = sample_models(spaces, descs, calibrate, calibration_seed) if calibrate else []
@@ -352,7 +352,7 @@ def import_cmd(
     threads: int = typer.Option(0, help="Threads used on the phone (0: unknown / runtime default)."),
 ) -> None:
     """Turn on-device timings into a latency table with the same schema as measured ones."""
-    from archlab.cost.phones import import_results
+    from archlab.tables.phones import import_results
 
     table = import_results(results, manifest_path=manifest, device=device, runtime=runtime, out=out, threads=threads)
     err_console.print(f"{out}: {len(table)} blocks imported ({table.metadata['missing_blocks']} in the manifest without a result)")

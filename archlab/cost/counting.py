@@ -3,7 +3,7 @@
 FLOPs follow fvcore's convention: one multiply-add is one FLOP; convolutions, linear
 layers and attention matmuls (2 x B x N x M x C for QK^T and AV) are counted, norms as
 5 x their input size, nearest upsampling as its output size; elementwise ops, softmax and
-activations are not. :mod:`archlab.cost.fvcore_count` checks these formulas against
+activations are not. :mod:`fvcore_count` checks these formulas against
 fvcore's traced count block by block (tests/test_counting.py).
 
 No module is built and nothing is traced; :mod:`archlab.cost.predict` adds these per

@@ -119,13 +119,7 @@ class LatencyTable:
     @classmethod
     def load(cls, name_or_path: str | Path) -> "LatencyTable":
         """A table file, or a shipped table by name (``x86-2core_torch-cpu``)."""
-        path = Path(name_or_path)
-        if not path.exists() and path.suffix != ".csv" and os.sep not in str(name_or_path):
-            shipped = resources.find("tables", str(name_or_path))
-            if shipped is None:
-                raise ConfigError("table", f"{name_or_path!r} is neither a file nor a shipped table ({', '.join(resources.names('tables'))})")
-            path = shipped
-        return cls.read(path)
+        return cls.read(resources.locate("tables", name_or_path))
 
     @classmethod
     def read(cls, path: str | Path) -> "LatencyTable":

@@ -59,6 +59,12 @@ def long_run(train: Any, a: Any) -> Any:
     return dataclasses.replace(train, steps=a.steps, seed=a.seed, lr=a.lr, lr_schedule="cosine", time_budget_s=None)
 
 
+def _identity(pipe: Any, a: Any) -> dict[str, Any]:
+    """What shapes a shared model besides its architecture: the data, the text encoder and its own training."""
+    train = {k: v for k, v in to_data(long_run(pipe.cfg.train, a)).items() if k not in ("threads", "seeds", "checkpoint_every")}
+    return {"data": to_data(pipe.cfg.data), "text": to_data(pipe.cfg.text), "train": train}
+
+
 def folder_for(root: str | Path, kind: str, identity: dict[str, Any]) -> Path:
     """``root/<kind>-<hash>``: one folder per distinct set of settings."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -92,10 +98,9 @@ class Teacher:
     def __init__(self, pipe: Any, root: str | Path):
         a = pipe.cfg.amortised
         self.pipe = pipe
-        self.description = pipe.proxy(resolve(a.arch))
-        identity = {"description": self.description.to_dict(), "steps": a.steps, "seed": a.seed, "data": to_data(pipe.cfg.data),
-                    "text": to_data(pipe.cfg.text), "train": {k: v for k, v in to_data(pipe.cfg.train).items()
-                                                             if k not in ("steps", "seed", "threads", "seeds", "time_budget_s")}}
+        self.full = resolve(a.arch)
+        self.description = pipe.proxy(self.full)
+        identity = {"description": self.description.to_dict(), **_identity(pipe, a)}
         self.folder = folder_for(root, "teacher", identity)
         self._model: ProxyModel | None = None
 
@@ -116,7 +121,7 @@ class Teacher:
 
     def _train(self, progress: bool) -> None:
         a, pipe = self.pipe.cfg.amortised, self.pipe
-        model = pipe.model(self.description, seed=a.seed)
+        model = pipe.model(self.full, seed=a.seed)  # the proxy rule is applied here, once
         cfg = long_run(pipe.cfg.train, a)
         trainer = Trainer(model, pipe.data(self.description.resolution).train, cfg, device=pipe.device,
                           precision=pipe.precision, out_dir=self.folder / "training")
@@ -184,10 +189,8 @@ class Supernet:
         self.pipe, self.space = pipe, space
         self.cover = [pipe.proxy(d) for d in cover(space)]
         self.largest, self.smallest = pipe.proxy(extreme(space, largest=True)), pipe.proxy(extreme(space, largest=False))
-        identity = {"space": space.name, "options": {k: list(v) for k, v in space.options.items()}, "steps": a.steps,
-                    "members": a.members, "seed": a.seed, "proxy": to_data(pipe.cfg.proxy), "data": to_data(pipe.cfg.data),
-                    "text": to_data(pipe.cfg.text), "train": {k: v for k, v in to_data(pipe.cfg.train).items()
-                                                             if k not in ("steps", "seed", "threads", "seeds", "time_budget_s")}}
+        identity = {"space": space.name, "options": {k: list(v) for k, v in space.options.items()}, "members": a.members,
+                    "proxy": to_data(pipe.cfg.proxy), **_identity(pipe, a)}
         self.folder = folder_for(root, "supernet", identity)
         torch.manual_seed(a.seed)
         shapes: dict[str, torch.Size] = {}

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from archlab.quality.config import EvalConfig
 from archlab.quality.diffusion import Schedule, ddim_sample, noisy, target
-from archlab.quality.synthetic import Scene, evaluate, features, frechet_distance
+from archlab.quality.synthetic import Scene, evaluate, features, frechet_of_features
 from archlab.quality.train import ProxyModel, autocast, images_to_tensor
 
 
@@ -145,27 +145,15 @@ def evaluator_scores(images: Sequence[np.ndarray], scenes: Sequence[Scene]) -> d
 
 def fd_estimate(generated: Sequence[np.ndarray], real: Sequence[np.ndarray], *, seed: int, rounds: int = 50) -> Estimate:
     """Fréchet distance of the evaluator's features, with a bootstrap standard error over both sets."""
-    value = frechet_distance(generated, real)
     fa = np.stack([features(x) for x in generated])
     fb = np.stack([features(x) for x in real])
+    value = frechet_of_features(fa, fb)
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(rounds):
         ia, ib = rng.integers(0, len(fa), len(fa)), rng.integers(0, len(fb), len(fb))
-        boots.append(_fd_of_features(fa[ia], fb[ib]))
+        boots.append(frechet_of_features(fa[ia], fb[ib]))
     return Estimate(value, float(np.std(boots, ddof=1)), len(generated))
-
-
-def _fd_of_features(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import linalg
-
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    eps = np.eye(a.shape[1]) * 1e-6
-    ca, cb = np.cov(a, rowvar=False) + eps, np.cov(b, rowvar=False) + eps
-    covmean = linalg.sqrtm(ca @ cb)
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
 
 
 def summarise(samples: dict[str, np.ndarray], extra: dict[str, Estimate] | None = None) -> dict[str, Estimate]:

@@ -235,12 +235,15 @@ def features(image: np.ndarray) -> np.ndarray:
 def frechet_distance(generated: Sequence[np.ndarray], real: Sequence[np.ndarray]) -> float:
     """Fréchet distance between Gaussians fitted to :func:`features` of two image sets
     (FID's formula on this domain's own features; 0 for identical distributions)."""
-    a = np.stack([features(x) for x in generated]).astype(np.float64)
-    b = np.stack([features(x) for x in real]).astype(np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
+    return frechet_of_features(np.stack([features(x) for x in generated]), np.stack([features(x) for x in real]))
+
+
+def frechet_of_features(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows are samples)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
     eps = np.eye(a.shape[1]) * 1e-6
     ca, cb = np.cov(a, rowvar=False) + eps, np.cov(b, rowvar=False) + eps
     covmean = linalg.sqrtm(ca @ cb)
     if np.iscomplexobj(covmean):
         covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * covmean))

@@ -161,7 +161,7 @@ class Evolution:
         self.cfg, self.target, self.progress, self.say = cfg, target_ms, progress, log
         if quality.amortised.kind == "supernet":
             raise ConfigError("quality.amortised.kind", "evolve trains one model from its start; a supernet serves a study's "
-                              "sampled candidates (use none or teacher here)")
+                              "sampled candidates (use none or teacher here)")  # an evolve file's check (studies: EvolveSearch)
         self.pipeline = QualityPipeline(quality, amortised_dir=Path(out) / "amortised")
         self.pipeline.metrics((cfg.metric,))
         self.table = table

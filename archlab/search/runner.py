@@ -17,7 +17,6 @@ running :func:`run_worker`; workers on several machines run the same study on on
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 from typing import Any
@@ -64,18 +63,11 @@ def storage_for(cfg: StudyConfig, url: str | None = None, *, create: bool = True
     raise ConfigError("storage", f"cannot open {where}: {str(race).splitlines()[0]}")
 
 
-def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    s = cfg.sampler
-    if s.kind == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=s.startup_trials)
-    if s.kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=s.population)
-    return optuna.samplers.RandomSampler(seed=s.seed)
-
-
 def open_study(cfg: StudyConfig, url: str | None = None) -> optuna.Study:
     """The study, created if new (for running it)."""
-    return optuna.create_study(study_name=cfg.name, storage=storage_for(cfg, url), sampler=make_sampler(cfg),
+    from archlab.search.searches import search_for
+
+    return optuna.create_study(study_name=cfg.name, storage=storage_for(cfg, url), sampler=search_for(cfg.sampler.kind).sampler(cfg),
                                directions=[o.direction for o in cfg.objectives], load_if_exists=True)
 
 
@@ -86,7 +78,7 @@ def load_existing(cfg: StudyConfig, url: str | None = None) -> optuna.Study:
     if cfg.name not in names:
         where = (url or cfg.storage_url).split("@")[-1]
         raise ConfigError("study", f"no study {cfg.name!r} in {where}; studies there: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg))
+    return optuna.load_study(study_name=cfg.name, storage=storage)  # reading: no sampler proposes anything
 
 
 class TrialEvaluator:
@@ -218,53 +210,12 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None
     return study
 
 
-def _worker_process(cfg: StudyConfig, url: str | None, n_trials: int | None) -> None:
-    run_worker(cfg, url=url, n_trials=n_trials, progress=False)
-
-
 def run_study(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None = None, workers: int = 1,
               progress: bool = True) -> optuna.Study:
-    """Run (or resume) a study: one worker here, or ``workers`` worker processes on the same storage."""
-    if cfg.sampler.kind == "evolve":
-        return run_evolve_study(cfg, url=url, progress=progress)
-    if workers <= 1:
-        return run_worker(cfg, url=url, n_trials=n_trials, progress=progress)
-    open_study(cfg, url)  # create it once, before the workers race to
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked threads or open connections
-    procs = [context.Process(target=_worker_process, args=(cfg, url, n_trials)) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    codes = [p.exitcode for p in procs]
-    if any(codes):
-        raise ConfigError("workers", f"worker exit codes {codes}")
-    return open_study(cfg, url)
+    """Run (or resume) a study with the search its file names (:mod:`archlab.search.searches`)."""
+    from archlab.search.searches import search_for
 
-
-def run_evolve_study(cfg: StudyConfig, *, url: str | None = None, progress: bool = True) -> optuna.Study:
-    """The SnapFusion search as a study: its result is judged like any trial and recorded as one."""
-    from archlab.search.evolve import evolve
-
-    target = cfg.latency_target()
-    if target is None or cfg.evolve is None:
-        raise ConfigError("sampler", "the evolve sampler needs an evolve: section and a latency_ms constraint with max")
-    table = LatencyTable.load(target.table)
-    result = evolve(cfg.evolve, quality=cfg.quality, table=table, target_ms=float(target.max),
-                    out=os.path.join(cfg.out_dir, "evolve"), progress=progress, log=lambda m: None)
-    study = open_study(cfg, url)
-    evaluator = TrialEvaluator(cfg)
-    desc = result.description
-    values, attrs = evaluator.cheap(desc)
-    if cfg.needs_proxy:
-        quality, qattrs = evaluator.quality(desc, seed=cfg.quality.train.seed)
-        values.update(quality)
-        attrs.update(qattrs)
-    trial = optuna.trial.create_trial(values=[values[o.name] for o in cfg.objectives], user_attrs={
-        "description": desc.to_dict(), "evolve_log": os.path.join(cfg.out_dir, "evolve", "log.json")})
-    record(trial, values, attrs, cfg, desc)
-    study.add_trial(trial)
-    return study
+    return search_for(cfg.sampler.kind).run(cfg, url=url, n_trials=n_trials, workers=workers, progress=progress)
 
 
 def description_of(trial: optuna.trial.FrozenTrial) -> Description:
@@ -273,5 +224,5 @@ def description_of(trial: optuna.trial.FrozenTrial) -> Description:
     return description_from_dict(trial.user_attrs["description"])
 
 
-__all__ = ["TrialEvaluator", "completed", "description_of", "load_existing", "make_sampler", "open_study", "run_study",
+__all__ = ["TrialEvaluator", "completed", "description_of", "load_existing", "open_study", "run_study",
            "run_worker", "storage_for", "summary", "table_label"]

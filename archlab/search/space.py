@@ -380,12 +380,5 @@ def spaces() -> list[str]:
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
-    """A shipped space by name (``mobilediffusion``) or a space file."""
-    text = str(name_or_path)
-    path = Path(text)
-    if not path.suffix:
-        found = resources.find("spaces", text)
-        if found is None:
-            raise ConfigError("space", f"unknown search space {text!r}; known: {', '.join(spaces())}")
-        path = found
-    return space_from_file(load(SpaceFile, path))
+    """A shipped space by name (``mobilediffusion``) or a space file (:func:`archlab.resources.locate`)."""
+    return space_from_file(load(SpaceFile, resources.locate("spaces", name_or_path)))

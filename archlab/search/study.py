@@ -41,7 +41,6 @@ from archlab.quality.config import QualityConfig, check_metrics
 from archlab.search.evolve import EvolveConfig
 
 CHEAP_METRICS = ("params", "gflops", LATENCY)
-SAMPLERS = ("tpe", "nsga2", "random", "evolve")
 
 
 def table_label(table: str) -> str:
@@ -90,12 +89,15 @@ class Constraint:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    kind: Literal["tpe", "nsga2", "random", "evolve"] = "tpe"
+    kind: str = "tpe"  # a registered search (archlab.search.searches): tpe, nsga2, random, evolve
     seed: int = 0
     startup_trials: int = 10  # TPE: random trials before it models the objectives
     population: int = 20  # NSGA-II's population
 
     def __post_init__(self) -> None:
+        from archlab.search.searches import searches
+
+        require(self.kind in searches(), "kind", f"{self.kind!r} is not one of {', '.join(searches())}")
         require(self.startup_trials >= 1, "startup_trials", f"{self.startup_trials} is not a positive integer")
         require(self.population >= 2, "population", f"{self.population} must be at least 2")
 
@@ -143,17 +145,10 @@ class StudyConfig:
         if self.reference_point is not None:
             extra = set(self.reference_point) - set(names)
             require(not extra, "reference_point", f"must map objective names ({', '.join(names)}) to numbers")
-        if self.sampler.kind == "evolve":
-            require(self.evolve is not None, "evolve", "sampler kind evolve needs an evolve: section (see archlab.search.evolve)")
-            require(self.latency_target() is not None, "constraints",
-                    "the evolve sampler needs a latency_ms constraint with max (its latency target)")
         check_metrics(self.quality, self.quality_metrics, "objectives")
-        from archlab.search.space import load_space
+        from archlab.search.searches import search_for
 
-        try:
-            load_space(self.space)  # refuse a bad space now, not in the first trial
-        except ConfigError as exc:
-            raise ConfigError(f"space: {exc.field}" if exc.field != "space" else "space", exc.message) from None
+        search_for(self.sampler.kind).check(self)
 
     @property
     def quality_metrics(self) -> tuple[str, ...]:
@@ -182,9 +177,17 @@ class StudyConfig:
 
 
 def load_study(path: str | Path) -> StudyConfig:
-    """Read and check a study file; every problem names its field."""
+    """Read and check a study file, its space included (refused now, not in the first trial); every problem names
+    its field."""
+    from archlab.search.space import load_space
+
     path = Path(path)
-    return load(StudyConfig, path, source=str(path), base_dir=str(path.resolve().parent))
+    cfg = load(StudyConfig, path, source=str(path), base_dir=str(path.resolve().parent))
+    try:
+        load_space(cfg.space)
+    except ConfigError as exc:
+        raise ConfigError(f"space: {exc.field}" if exc.field != "space" else "space", exc.message) from None
+    return cfg
 
 
 def constraint_values(cfg: StudyConfig, values: dict[str, float]) -> dict[str, float]:

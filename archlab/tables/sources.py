@@ -14,6 +14,7 @@ from archlab.arch.presets import preset, presets
 from archlab.config import read_yaml
 from archlab.cost.keys import BlockSpec, distinct_specs
 from archlab.errors import ConfigError
+from archlab.resources import looks_like_path
 from archlab.search.space import SearchSpace, load_space, spaces
 
 T = TypeVar("T")
@@ -35,8 +36,8 @@ def resolve_sources(sources: Sequence[str]) -> tuple[list[SearchSpace], list[Des
         if src.startswith("preset:"):
             descs.append(preset(src.split(":", 1)[1]))
         elif src.startswith("space:"):
-            found_spaces.append(load_space(src.split(":", 1)[1]))
-        elif Path(src).suffix in (".yaml", ".yml", ".json"):
+            found_spaces.append(load_space(src))
+        elif looks_like_path(src):  # a file: a space file has levels, a description stages
             path = Path(src)
             if not path.is_file():
                 raise ConfigError(src, "no such file")
