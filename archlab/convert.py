@@ -90,29 +90,22 @@ def missing_modules(*modules: str) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | Path) -> None:
-    """TorchScript-based export (no onnxscript needed), opset 17. A model over protobuf's 2 GB keeps its weights
-    in one ``<name>.data`` file beside it (the exporter alone writes one file per tensor)."""
-    import shutil
-
+def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | Path, *, exporter: str = "torchscript") -> None:
+    """ONNX, opset 17. ``torchscript`` (no onnxscript needed; what the latency backends convert blocks with, so
+    tables keep their graphs) or ``dynamo`` (torch.export: about a third of the memory for a whole UNet, the
+    weights always in one ``<name>.data`` file beside it; what ``archlab export`` uses)."""
     path = Path(path)
     names = [f"input{i}" for i in range(len(inputs))]
-    scratch = path.parent / f".{path.name}.export-{os.getpid()}"
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
+    if exporter == "dynamo":
+        if missing_modules("onnxscript"):
+            raise ConversionUnavailable("the dynamo ONNX exporter needs onnxscript (pip install 'archlab[runtimes]')")
         with quiet_fds(), torch.no_grad():
-            torch.onnx.export(module.eval(), inputs, str(scratch / path.name), input_names=names, output_names=["output"],
-                              opset_version=17, dynamo=False)
-        if len(list(scratch.iterdir())) == 1:
-            os.replace(scratch / path.name, path)
-            return
-        import onnx
-
-        model = onnx.load(str(scratch / path.name), load_external_data=True)
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=f"{path.name}.data", size_threshold=1024)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+            torch.onnx.export(module.eval(), inputs, str(path), input_names=names, output_names=["output"], opset_version=18,
+                              dynamo=True, external_data=True)
+        return
+    with quiet_fds(), torch.no_grad():
+        torch.onnx.export(module.eval(), inputs, str(path), input_names=names, output_names=["output"], opset_version=17,
+                          dynamo=False)
 
 
 def weight_bytes(module: nn.Module) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.arch.description import description_from_dict
+from archlab.arch.reading import description_from_dict
 from archlab.tables import accuracy, closer_share, fit_points, paired_bootstrap
 from archlab.cost.table import FIT_FORMS, LatencyTable, _loo_errors, _solve, choose_form
 

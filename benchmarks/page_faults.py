@@ -17,7 +17,9 @@ import json
 import resource
 from pathlib import Path
 
-from archlab.arch.description import description_from_dict, layout
+from archlab.arch.description import layout
+
+from archlab.arch.reading import description_from_dict
 from archlab.convert import model_and_inputs
 from archlab.cost.backends import get_backend
 from archlab.cost.keys import spec_of

@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance  # noqa: E402
@@ -47,7 +46,6 @@ from archlab import LatencyTable, Predictor, count, description_from_dict, load_
 from archlab.arch.description import Description  # noqa: E402
 from archlab.cost.table import MissingBlocks  # noqa: E402
 from archlab.quality import QualityConfig, QualityPipeline  # noqa: E402
-from archlab.quality.config import DataConfig, EvalConfig, TrainConfig  # noqa: E402
 from archlab.quality.train import divergence  # noqa: E402
 
 LOSS_METRICS = ("heldout_loss", "text_gap")

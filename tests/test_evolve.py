@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from archlab import ConfigError, Predictor, preset, removable
-from archlab.arch.description import edit
+from archlab.arch.editing import edit
 from archlab.cli import app
 from archlab.config import read
 from archlab.cost.keys import distinct_specs

@@ -2,7 +2,6 @@
 command line. Each must either read the file or refuse it with one ConfigError (one line, exit 2 on the
 command line); any other exception is a bug."""
 
-import json
 import math
 import os
 from pathlib import Path

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 import archlab  # noqa: F401  (registers every metric, few_step_score included)
 from archlab import ConfigError, preset

@@ -10,7 +10,7 @@ import yaml
 
 from archlab import ConfigError, load_space, preset
 from archlab.quality.amortised import Supernet, canonical_names, extreme, gated_parameters, run_view
-from archlab.quality.config import AmortisedConfig, EvalConfig, ProxyConfig, QualityConfig, TrainConfig
+from archlab.quality.config import EvalConfig, ProxyConfig, QualityConfig, TrainConfig
 from archlab.quality.pipeline import QualityPipeline
 
 SPACE = load_space("tiny")

@@ -129,7 +129,7 @@ def test_an_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export, "check_onnx", interrupted)
+    monkeypatch.setattr(export, "export_onnx", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export.export_architecture(preset("tiny"), tmp_path / "x")
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []

@@ -104,7 +104,7 @@ def test_dashboard_serves_the_study_on_localhost(finished):
 def test_export_writes_everything_and_onnx_matches(finished, tmp_path):
     _, cfg, study = finished
     chosen = pick_trial(study, cfg, pick="params<=200000")
-    from archlab.arch.description import description_from_dict
+    from archlab.arch.reading import description_from_dict
 
     desc = description_from_dict(chosen.user_attrs["description"])
     metrics = chosen.user_attrs["proxy"]["metrics"]
@@ -132,7 +132,9 @@ def test_export_writes_everything_and_onnx_matches(finished, tmp_path):
 def test_export_inherits_matching_blocks_from_a_diffusers_unet(tmp_path, tiny_diffusers_unet):
     from safetensors.torch import load_file
 
-    from archlab.arch.description import edit, layout
+    from archlab.arch.description import layout
+
+    from archlab.arch.editing import edit
     from archlab.arch.diffusers_import import read_description, read_weights
 
     full = read_description(tiny_diffusers_unet)

@@ -376,7 +376,7 @@ def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_remo
     import shutil as shutil_module
     from collections import namedtuple
 
-    from archlab.tables import calibration, timing as measure, validation
+    from archlab.tables import timing as measure
     from archlab.cost.backends import get_backend
 
     backend = get_backend("onnxruntime", threads=1, warmup=0, repeats=1, workdir=tmp_path / "work")
@@ -407,7 +407,7 @@ def test_a_converting_backend_checks_the_disk_first_converts_atomically_and_remo
 
 
 def test_rerunning_a_validation_with_more_passes_adds_passes_and_keeps_the_stored_ones(tmp_path):
-    from archlab.tables import calibration, timing as measure, validation
+    from archlab.tables import timing as measure
     from archlab.cost.backends import get_backend
 
     backend = get_backend("torch-cpu", threads=1, warmup=0, repeats=1)
@@ -424,7 +424,7 @@ def test_rerunning_a_validation_with_more_passes_adds_passes_and_keeps_the_store
 
 def _scripted_times(monkeypatch, script):
     """Replace whole-model timing by ``script`` (model name -> its successive times); returns the order timed."""
-    from archlab.tables import calibration, timing as measure, validation
+    from archlab.tables import timing as measure
     from archlab.cost.backends import Timing
 
     timed, left = [], {name: list(times) for name, times in script.items()}
@@ -438,7 +438,7 @@ def _scripted_times(monkeypatch, script):
 
 
 def test_settling_times_again_only_the_models_whose_fastest_passes_disagree_and_stops_at_max_passes(tmp_path, monkeypatch):
-    from archlab.tables import calibration, timing as measure, validation
+    from archlab.tables import timing as measure
     from archlab.cost.backends import get_backend
 
     backend = get_backend("torch-cpu", threads=1, warmup=0, repeats=1)
@@ -463,7 +463,7 @@ def test_settling_times_again_only_the_models_whose_fastest_passes_disagree_and_
 
 
 def test_validate_reports_how_settled_its_truth_is_and_refuses_a_bad_settle(tmp_path, monkeypatch):
-    from archlab.tables import calibration, timing as measure, validation
+    from archlab.tables import validation
 
     table = _filled(tmp_path)
     table.metadata["overhead"] = {"intercept_ms": 0.0, "scale": 1.0, "models": [{"gflops": 1.0, "measured_ms": 10.0},
@@ -618,7 +618,7 @@ def test_how_far_flops_stands_from_the_table_is_known_before_timing_and_says_whi
 
 
 def test_calibration_models_can_be_settled_and_the_table_records_how_they_were_timed(tmp_path, monkeypatch):
-    from archlab.tables import calibration, timing as measure, validation
+    from archlab.tables import calibration
 
     table = _filled(tmp_path)
     table.metadata["statistic"] = "min"

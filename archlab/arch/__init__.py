@@ -18,15 +18,12 @@ from archlab.arch.description import (
     TextTimeEmbedding,
     TransformerBlock,
     Upsample,
-    block_summary,
-    description_from_dict,
-    edit,
     layout,
-    load_description,
-    removable,
     stage_level,
     stage_names,
 )
+from archlab.arch.editing import block_summary, edit, removable
+from archlab.arch.reading import description_from_dict, load_description
 from archlab.arch.diffusers_import import (
     description_from_diffusers_config,
     diffusers_prefixes,

@@ -39,15 +39,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import typing
 import json
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Union
+from typing import Any, ClassVar, Iterator, Union
 
 import yaml
 
-from archlab.config import check_keys, read, read_value, read_yaml
 from archlab.errors import ConfigError
 
 CONV_KINDS = ("regular", "separable")
@@ -487,54 +484,9 @@ def validate(desc: Description) -> None:
     object.__setattr__(desc, "_layout", layout(desc))
 
 
-# --------------------------------------------------------------------------- editing
-
-
-def edit(desc: Description, name: str, action: str) -> Description:
-    """``desc`` with block ``name`` (``"mid.1"``) removed, or copied right after itself."""
-    stage, index = name.rsplit(".", 1)
-    blocks = list(desc.stage(stage).blocks)
-    if action == "remove":
-        del blocks[int(index)]
-    elif action == "copy":
-        blocks.insert(int(index) + 1, blocks[int(index)])
-    else:
-        raise ValueError(f"action {action!r} is not remove or copy")
-    return desc.with_blocks(stage, blocks)
-
-
-@functools.lru_cache(maxsize=4096)
-def removable(desc: Description) -> tuple[str, ...]:
-    """Blocks the identity can stand in for, and that can be deleted from the description.
-
-    A ResNet or transformer block is removable when it keeps its width, takes no skip, and
-    deleting it leaves every other block's shapes and skips unchanged. This one rule serves
-    SnapFusion's robust training (blocks skipped at random), its removal evaluation (a block
-    skipped in the forward) and the description edit that follows.
-
-    >>> from archlab import preset
-    >>> names = removable(preset("sd15"))
-    >>> "down0.1" in names, "mid.0" in names, "up0.0" in names
-    (True, True, False)
-    """
-    sites = tuple(layout(desc))
-    out = []
-    for site in sites:
-        if not isinstance(site.block, (ResnetBlock, TransformerBlock)) or site.in_channels != site.out_channels or site.skip_channels:
-            continue
-        try:
-            smaller = edit(desc, site.name, "remove")
-        except ConfigError:
-            continue
-        shapes = lambda ss: [(s.in_channels, s.out_channels, s.skip_channels) for s in ss]  # noqa: E731
-        if shapes(s for s in sites if s is not site) == shapes(layout(smaller)):
-            out.append(site.name)
-    return tuple(out)
-
-
 # --------------------------------------------------------------------------- (de)serialisation
 
-_TOP_FIELDS = [f.name for f in fields(Description)]
+TOP_FIELDS = [f.name for f in fields(Description)]
 
 
 def _block_to_data(block: Block) -> Any:
@@ -554,84 +506,3 @@ def description_to_dict(desc: Description) -> dict[str, Any]:
         out["addition"] = dataclasses.asdict(desc.addition)
     out["stages"] = {s.name: {"blocks": [_block_to_data(b) for b in s.blocks]} for s in desc.stages}
     return out
-
-
-def _block_from_data(data: Any, where: str, defaults: Mapping[str, Mapping[str, Any]]) -> Block:
-    if isinstance(data, str):
-        kind, values = data, {}
-    elif isinstance(data, Mapping) and len(data) == 1:
-        kind, values = next(iter(data.items()))
-        values = values or {}
-    else:
-        raise ConfigError(where, f"a block is a kind ({', '.join(BLOCK_TYPES)}) or {{kind: {{field: value}}}}, got {data!r}")
-    if kind not in BLOCK_TYPES:
-        raise ConfigError(where, f"unknown block kind {kind!r}; allowed: {', '.join(BLOCK_TYPES)}")
-    if not isinstance(values, Mapping):
-        raise ConfigError(where, f"fields of a {kind} block must be a mapping, got {values!r}")
-    return read(BLOCK_TYPES[kind], {**defaults.get(kind, {}), **values}, where)
-
-
-def description_from_dict(data: Any) -> Description:
-    """Build and validate a description from plain data (a parsed YAML or JSON file)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError("", f"a description is a mapping with name, channels and stages, got {type(data).__name__}")
-    check_keys(data, [*_TOP_FIELDS, "defaults"], "", required=("name", "channels", "stages"))
-    defaults = data.get("defaults") or {}
-    if not isinstance(defaults, Mapping):
-        raise ConfigError("defaults", "must map a block kind to its default fields")
-    check_keys(defaults, BLOCK_TYPES, "defaults")
-    for kind, values in defaults.items():
-        read(BLOCK_TYPES[kind], values, f"defaults.{kind}")
-    channels = data["channels"]
-    if not isinstance(channels, (list, tuple)):
-        raise ConfigError("channels", f"must be a list of level widths, got {channels!r}")
-    channels = read_value(tuple[int, ...], channels, "channels")
-    stages_data = data["stages"]
-    if not isinstance(stages_data, Mapping):
-        raise ConfigError("stages", "must map stage names (down0, ..., mid, ..., up0) to {blocks: [...]}")
-    stages = []
-    for name, body in stages_data.items():
-        where = f"stages.{name}"
-        if not isinstance(body, Mapping) or set(body) - {"blocks"}:
-            raise ConfigError(where, "a stage is {blocks: [...]}")
-        blocks = body.get("blocks") or []
-        if not isinstance(blocks, list):
-            raise ConfigError(f"{where}.blocks", "must be a list")
-        stages.append(Stage(str(name), tuple(_block_from_data(b, f"{where}.blocks[{i}]", defaults) for i, b in enumerate(blocks))))
-    order = {n: i for i, n in enumerate(stage_names(len(channels)))}
-    stages.sort(key=lambda s: order.get(s.name, len(order)))  # a mapping's order is not the user's intent
-    hints = typing.get_type_hints(Description)
-    kwargs = {k: read_value(hints[k], v, k) for k, v in data.items() if k in _TOP_FIELDS and k not in ("stages", "channels", "addition")}
-    if data.get("addition") is not None:
-        kwargs["addition"] = read(TextTimeEmbedding, data["addition"], "addition")
-    return Description(channels=tuple(channels), stages=tuple(stages), **kwargs)
-
-
-def load_description(path: str | Path) -> Description:
-    """Read a description from a YAML or JSON file (parsed safely; YAML reads both)."""
-    data = read_yaml(path)
-    if not isinstance(data, Mapping):
-        raise ConfigError(str(path), f"a description is a mapping with name, channels and stages, got "
-                          f"{'an empty file' if data is None else type(data).__name__}")
-    return description_from_dict(data)
-
-
-def block_summary(block: Block) -> str:
-    """A short human label: ``resnet``, ``resnet(sep)``, ``transformer(SA+CA x2, ff6 relu kv)``."""
-    if isinstance(block, TransformerBlock):
-        parts = "+".join(p for p, on in (("SA", block.self_attention), ("CA", block.cross_attention)) if on)
-        if block.layers > 1:
-            parts += f" x{block.layers}"
-        extras = []
-        if block.ff_ratio != 4.0:
-            extras.append(f"ff{block.ff_ratio:g}")
-        if block.ff != "geglu":
-            extras.append(block.ff)
-        if block.attention != "softmax":
-            extras.append(block.attention)
-        if block.shared_kv:
-            extras.append("kv")
-        return f"transformer({', '.join([parts] + extras)})"
-    if block.conv == "separable":
-        return f"{block.kind}(sep)"
-    return block.kind

@@ -13,7 +13,8 @@ import os
 from functools import lru_cache
 
 from archlab import resources
-from archlab.arch.description import Description, load_description
+from archlab.arch.description import Description
+from archlab.arch.reading import load_description
 from archlab.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from archlab.arch.description import block_summary
+from archlab.arch.editing import block_summary
 from archlab.arch.presets import preset, presets, resolve
 from archlab.cli.common import out_console, user_errors
 from archlab.cost.predict import ModelCount, Predictor, count

@@ -79,7 +79,7 @@ def export_cmd(
         desc, weights, metrics = load_evolve_output(source)
         provenance = {"evolve": str(source)}
     elif source.suffix in (".yaml", ".yml") and _is_study(source):
-        from archlab.arch.description import description_from_dict
+        from archlab.arch.reading import description_from_dict
         from archlab.search.runner import load_existing
         from archlab.search.study import load_study
 

@@ -193,7 +193,6 @@ class ImageFolder:
         return len(self.items)
 
     def get(self, index: int) -> tuple[np.ndarray, str]:
-        from PIL import Image
 
         path, caption = self.items[index]
         return self.cache.load(str(path.resolve()), lambda: _open_square(path, self.resolution, str(path))), caption

@@ -24,7 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from archlab.arch.builder import UNet, build
-from archlab.arch.description import Description, description_from_dict, removable
+from archlab.arch.description import Description
+from archlab.arch.reading import description_from_dict
+from archlab.arch.editing import removable
 from archlab.config import to_data
 from archlab.errors import ConfigError
 from archlab.progress import step_bar
@@ -353,7 +355,7 @@ def read_trained(path: str | Path) -> TrainedFile:
     if "description" in meta:
         desc = description_from_dict(json.loads(meta["description"]))
     elif (path.parent / "description.yaml").is_file():
-        from archlab.arch.description import load_description
+        from archlab.arch.reading import load_description
 
         desc = load_description(path.parent / "description.yaml")
     else:

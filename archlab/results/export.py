@@ -9,6 +9,7 @@ distillation (SnapFusion's CFG-aware loss) and one-step GAN finetuning (UFOGen).
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from archlab import resources
 from archlab.arch.builder import UNet, build
 from archlab.arch.description import Description
 from archlab.arch.diffusers_import import diffusers_prefixes, read_description, read_weights
-from archlab.convert import ForwardWrapper, example_inputs, export_coreml, export_onnx, export_tflite
+from archlab.convert import ForwardWrapper, example_inputs, export_coreml, export_onnx, export_tflite, missing_modules
 from archlab.cost.keys import block_specs
 from archlab.cost.predict import Predictor, count, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
@@ -112,14 +113,11 @@ def inherit_from_diffusers(model: UNet, folder: str | Path) -> Inheritance:
     return Inheritance(copied, fresh)
 
 
-def check_onnx(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> float:
-    """Export to ONNX and return the max abs difference between onnxruntime and PyTorch."""
+def onnx_difference(path: Path, inputs: tuple[torch.Tensor, ...], expected: np.ndarray) -> float:
+    """The max abs difference between onnxruntime's output for ``inputs`` and PyTorch's (``expected``)."""
     import onnxruntime as ort
 
-    export_onnx(model, inputs, path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = model(*inputs).numpy()
     got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})[0]
     return float(np.abs(got - expected).max())
 
@@ -213,12 +211,17 @@ def _write_export(desc: Description, out: Path, *, provenance: dict[str, Any] | 
         card["inherited_blocks"] = [{"block": a, "from": b} for a, b in inheritance.copied]
         card["fresh_blocks"] = inheritance.fresh
     wrapper, inputs = ForwardWrapper(model).eval(), example_inputs(desc, seed=seed)  # the one model: no second copy
-    if onnx:
-        card["onnx_max_abs_diff"] = check_onnx(wrapper, inputs, out / "model.onnx")
     if tflite:
         export_tflite(wrapper, inputs, out / "model.tflite")
     if coreml:
         export_coreml(wrapper, inputs, out / "model.mlpackage")
+    if onnx:  # last: the PyTorch model is let go before onnxruntime loads its own copy of the weights
+        with torch.no_grad():
+            expected = wrapper(*inputs).numpy()
+        export_onnx(wrapper, inputs, out / "model.onnx", exporter="dynamo" if not missing_modules("onnxscript") else "torchscript")
+        del wrapper, model
+        gc.collect()
+        card["onnx_max_abs_diff"] = onnx_difference(out / "model.onnx", inputs, expected)
     (out / "model_card.json").write_text(json.dumps(card, indent=1))
     write_handoff(out, origin)
     lines = [f"# {desc.name}", ""]
@@ -246,7 +249,7 @@ def load_evolve_output(folder: str | Path) -> tuple[Description, dict[str, torch
     """An ``archlab evolve`` output folder: its result description, the full-size weights when the
     run trained a pretrained UNet itself (a proxy run's weights are the proxy's: None), and its
     final metrics."""
-    from archlab.arch.description import load_description
+    from archlab.arch.reading import load_description
     from archlab.quality.train import read_trained
 
     folder = Path(folder)

@@ -48,7 +48,9 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from archlab.arch.description import Description, edit, layout, removable
+from archlab.arch.description import Description, layout
+
+from archlab.arch.editing import edit, removable
 from archlab.arch.diffusers_import import from_diffusers, is_diffusers_folder
 from archlab.arch.presets import resolve
 from archlab.config import FilePath, NameOrPath, require, to_data

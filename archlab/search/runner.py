@@ -24,7 +24,9 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 
-from archlab.arch.description import Description, block_summary
+from archlab.arch.description import Description
+
+from archlab.arch.editing import block_summary
 from archlab.cost.predict import Predictor, latency_metric
 from archlab.cost.table import LatencyTable
 from archlab.errors import ConfigError
@@ -219,7 +221,7 @@ def run_study(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None 
 
 
 def description_of(trial: optuna.trial.FrozenTrial) -> Description:
-    from archlab.arch.description import description_from_dict
+    from archlab.arch.reading import description_from_dict
 
     return description_from_dict(trial.user_attrs["description"])
 

@@ -6,7 +6,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from archlab.arch.description import Description, description_from_dict
+from archlab.arch.description import Description
+
+from archlab.arch.reading import description_from_dict
 from archlab.cost.backends import LatencyBackend
 from archlab.cost.predict import DTYPE_BYTES, Predictor
 from archlab.cost.table import (CALIBRATION_PASSES, MAX_PASSES, RICHER_FORM_SE,

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from archlab.arch.description import description_from_dict
+from archlab.arch.reading import description_from_dict
 from archlab.cost.backends import LatencyBackend
 from archlab.cost.table import (CALIBRATION_PASSES, LatencyTable)
 from archlab.errors import ConfigError

@@ -9,7 +9,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from archlab.arch.description import Description, description_from_dict
+from archlab.arch.description import Description
+
+from archlab.arch.reading import description_from_dict
 from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.predict import count
