@@ -68,7 +68,7 @@ def train_cmd(
     vae: Optional[str] = typer.Option(None, help="A local diffusers AutoencoderKL folder: train on its latents."),
     text_encoder: Optional[str] = typer.Option(None, help="small (trained with the UNet) or openclip (frozen, --clip-checkpoint)."),
     clip_checkpoint: Optional[str] = typer.Option(None, help="A local OpenCLIP checkpoint for the openclip text encoder."),
-    steps: Optional[int] = typer.Option(None, help="Training steps (default: the quality defaults, see README)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default: the quality defaults, docs/quality.md)."),
     batch: Optional[int] = typer.Option(None),
     width: Optional[float] = typer.Option(None, callback=finite, help="Channel multiplier of the proxy."),
     resolution: Optional[int] = typer.Option(None, help="Proxy input side."),

@@ -328,7 +328,7 @@ def export_blocks_cmd(
     calibrate: int = typer.Option(0, help="Also export this many whole models to fit the overhead on the phone."),
     calibration_seed: int = typer.Option(0),
 ) -> None:
-    """One model file per distinct block, to time on a phone; see README for how."""
+    """One model file per distinct block, to time on a phone; docs/latency-tables.md (Phones) says how."""
     from archlab.progress import progress_bar
     from archlab.tables.phones import export_blocks
     from archlab.tables.sources import sample_models, source_specs
