@@ -254,3 +254,15 @@ def test_the_foreign_table_hint_names_a_table_that_resolves(tmp_path):
     copy = tmp_path / "mine.csv"
     copy.write_text(shipped.path.read_text())
     assert LatencyTable.load(str(copy)).reference == str(copy)
+
+
+def test_an_export_larger_than_free_memory_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    import archlab.results.export as export
+
+    monkeypatch.setattr(export, "available_memory", lambda: 2 * 2**30)
+    result = runner.invoke(app, ["export", "sd15", "--out", str(tmp_path / "x")])
+    line = one_line(result, "sd15 needs about", "2.0 GB available", "--no-onnx")
+    assert not (tmp_path / "x").exists()
+    assert export.memory_needed(preset("sd15"), onnx=False) < export.memory_needed(preset("sd15"))
+    assert 8.5 * 2**30 < export.memory_needed(preset("sd15")) < 11 * 2**30  # the measured peak was 9.0 GB
+    assert "GB" in line

@@ -62,6 +62,7 @@ def export_cmd(
     trial: Optional[int] = typer.Option(None, help="A study: export this trial."),
     pick: Optional[str] = typer.Option(None, help='A study: the best feasible trial meeting a bound, e.g. "latency_ms<=250".'),
     from_diffusers: Optional[Path] = typer.Option(None, help="Inherit weights block by block from this local diffusers UNet."),
+    onnx: bool = typer.Option(True, help="Write ONNX and check it in onnxruntime (the export's memory peak; --no-onnx skips it)."),
     tflite: bool = typer.Option(False, help="Also write a LiteRT .tflite (litert-torch)."),
     coreml: bool = typer.Option(False, help="Also write a Core ML .mlpackage (coremltools)."),
     storage: Optional[str] = typer.Option(None),
@@ -94,7 +95,7 @@ def export_cmd(
 
         desc, metrics, provenance = resolve(str(source)), {}, {"description": str(source)}
     card = export_architecture(desc, out, provenance=provenance, metrics=metrics, weights=weights,
-                               from_diffusers=from_diffusers, tflite=tflite, coreml=coreml)
+                               from_diffusers=from_diffusers, onnx=onnx, tflite=tflite, coreml=coreml)
     err_console.print(f"exported {desc.name} ({card['params'] / 1e6:.1f}M params, {card['gflops']:.1f} GFLOPs, "
                       f"weights: {card['weights']}) to {out}")
     if "onnx_max_abs_diff" in card:

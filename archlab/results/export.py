@@ -113,6 +113,26 @@ def inherit_from_diffusers(model: UNet, folder: str | Path) -> Inheritance:
     return Inheritance(copied, fresh)
 
 
+def memory_needed(desc: Description, *, onnx: bool = True) -> int:
+    """Bytes an export needs at its peak: the float32 weights held once, plus what the ONNX export and check add.
+    Fitted on measured peaks (``/usr/bin/time -v archlab export``, 2026-12-05): mobilediffusion (1.5 GB of
+    weights) 4.4 GB, sd15 (3.4 GB) 9.0 GB, so about 0.75 GB + 2.4x the weights with ONNX; without it the
+    weights once and the interpreter. A margin of 10% is added."""
+    weights = 4 * count(desc).params
+    return int(1.1 * ((0.75 * 2**30 + 2.4 * weights) if onnx else (0.75 * 2**30 + 1.2 * weights)))
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def onnx_difference(path: Path, inputs: tuple[torch.Tensor, ...], expected: np.ndarray) -> float:
     """The max abs difference between onnxruntime's output for ``inputs`` and PyTorch's (``expected``)."""
     import onnxruntime as ort
@@ -173,8 +193,14 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
     pretrained model; every key and shape is checked), else inherited block by block from
     a local diffusers UNet (``from_diffusers``), else a seeded random init. Everything is
     written into a hidden folder beside ``out`` and moved in at the end: an interrupted
-    export leaves ``out`` as it was.
+    export leaves ``out`` as it was. An export the machine's free memory cannot hold is refused
+    before anything is built (:func:`memory_needed`).
     """
+    need, have = memory_needed(desc, onnx=onnx), available_memory()
+    if have is not None and need > have:
+        raise ConfigError("export", f"{desc.name} needs about {need / 2**30:.1f} GB of memory to export "
+                          f"({'with' if onnx else 'without'} ONNX), this machine has {have / 2**30:.1f} GB available; "
+                          "free memory" + (" or pass --no-onnx" if onnx else ""))
     with staged_folder(out) as stage:
         return _write_export(desc, stage, provenance=provenance, metrics=metrics, weights=weights,
                              from_diffusers=from_diffusers, onnx=onnx, tflite=tflite, coreml=coreml, seed=seed)
