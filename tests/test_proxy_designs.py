@@ -39,6 +39,8 @@ def test_several_seeds_average_item_by_item_and_report_their_spread():
     values = [j.metrics["heldout_loss"].value for j in one]
     assert both.metrics["heldout_loss"].value == pytest.approx(np.mean(values))
     assert both.seed_sd["heldout_loss"] == pytest.approx(np.std(values, ddof=1))
+    # the standard error counts the seeds: at least their spread over sqrt(2)
+    assert both.metrics["heldout_loss"].se >= both.seed_sd["heldout_loss"] / np.sqrt(2) - 1e-12
     assert both.train.cpu_seconds > max(j.train.cpu_seconds for j in one) * 0.5
 
 

@@ -58,7 +58,7 @@ def pareto_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The Pareto front (feasible trials) with standard errors, its hypervolume, and which members noise cannot tell apart."""
-    from archlab.results.pareto import front_rows, pareto
+    from archlab.results.pareto import front_rows, noise_note, pareto
     from archlab.search.runner import load_existing
     from archlab.search.study import load_study
 
@@ -69,7 +69,8 @@ def pareto_cmd(
     rows = front_rows(front, cfg)
     if as_json:
         print(json.dumps({"study": cfg.name, "objectives": names, "directions": [o.direction for o in cfg.objectives],
-                          "hypervolume": hv, "reference_point": ref, "front": rows}, indent=2))
+                          "hypervolume": hv, "reference_point": ref, "front": rows,
+                          "seed_noise_counted": cfg.quality.train.seeds > 1}, indent=2))
         return
     table = Table("trial", *names, "not distinguishable from", "architecture", title=f"{cfg.name}: Pareto front")
     for r in rows:
@@ -77,6 +78,8 @@ def pareto_cmd(
         table.add_row(str(r["trial"]), *cells, ", ".join(map(str, r["not_distinguishable_from"])) or "-", r["summary"])
     out_console.print(table)
     out_console.print(f"hypervolume {hv:.4g} against reference point {dict(zip(names, [round(x, 4) for x in ref]))}")
+    if cfg.needs_proxy:
+        out_console.print(noise_note(cfg))
 
 
 @study_app.command("trials")

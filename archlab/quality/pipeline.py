@@ -330,7 +330,8 @@ class QualityPipeline:
         """Train ``desc``'s proxy (on ``train_data`` instead of the training split, for controls) and measure it.
 
         With ``train.seeds`` N, N proxies (seeds ``seed`` .. ``seed + N - 1``) are trained and their
-        per-item values averaged; ``seed_sd`` reports the spread between them. With ``eval.curve``
+        per-item values averaged; ``seed_sd`` reports the spread between them, and each metric's
+        standard error counts it (held-out and seed noise together). With ``eval.curve``
         K, each is measured at K evenly spaced points of its run and each item's values are
         averaged over them (a learning-curve score). A supernet's slice starts each proxy."""
         names = self.metrics(metrics)
@@ -346,6 +347,9 @@ class QualityPipeline:
         estimates = summarise(values, extra)
         seed_sd = {} if len(runs) < 2 else {k: float(np.std([np.mean(r["values"][k]) if k in r["values"] else r["extra"][k].value
                                                             for r in runs], ddof=1)) for k in estimates}
+        # with several seeds a metric's standard error counts the seeds' spread too, not the held-out items alone
+        estimates = {k: Estimate(e.value, float(np.hypot(e.se, seed_sd[k] / np.sqrt(len(runs)))) if k in seed_sd else e.se, e.n)
+                     for k, e in estimates.items()}
         results = [r["train"] for r in runs]
         train = TrainResult(results[0].steps, sum(r.seconds for r in results), sum(r.cpu_seconds for r in results),
                             float(np.mean([r.steps_per_s for r in results])), max(r.peak_memory_mb for r in results),

@@ -24,6 +24,16 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == optuna.trial.TrialState.COMPLETE and all(v <= 0 for v in trial.constraints.values())
 
 
+def noise_note(cfg: StudyConfig) -> str:
+    """What the quality standard errors of a study count, in one sentence."""
+    if cfg.quality.train.seeds > 1:
+        return (f"Quality standard errors count held-out and seed noise ({cfg.quality.train.seeds} training seeds per "
+                "candidate); members within two combined standard errors are marked not distinguishable.")
+    return ("Quality standard errors count held-out noise only (quality.train.seeds: 1); a second training seed moves "
+            "short proxies' figures by several of them (docs/quality.md), so \"not distinguishable\" marks too few pairs: "
+            "set train.seeds: 2 to count it.")
+
+
 def failures(study: optuna.Study) -> tuple[int, list[tuple[str, int]]]:
     """How many trials failed, and each distinct error's first line with how many trials it stopped."""
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))

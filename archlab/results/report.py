@@ -22,7 +22,7 @@ from archlab.arch.presets import preset
 from archlab.cost.predict import LATENCY, Predictor, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
 from archlab.files import write_text
-from archlab.results.pareto import complete, front_rows, is_feasible, pareto, standard_error
+from archlab.results.pareto import complete, front_rows, is_feasible, noise_note, pareto, standard_error
 from archlab.search.study import StudyConfig
 
 REFERENCE_PRESETS = ("sd15", "snapfusion", "mobilediffusion", "mobilediffusion-lite")
@@ -154,7 +154,8 @@ def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path
 <p>{len(complete(study))} complete trials; Pareto front of {len(front)};
 hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r in zip(names, ref))}.
 Quality figures are shown ± one standard error. "Not distinguishable from" lists the front members that are as good
-on every objective within two combined standard errors: the data does not show this design beating them.</p>
+on every objective within two combined standard errors: the data does not show this design beating them.
+{html.escape(noise_note(cfg)) if cfg.needs_proxy else ""}</p>
 <table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>not distinguishable from</th><th>architecture</th></tr>{rows}</table>
 {body}
 </body></html>"""
