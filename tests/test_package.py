@@ -81,3 +81,42 @@ app(["describe", "sd15", "--json"], standalone_mode=False)
     assert result.returncode == 0, result.stderr
     latency, described = result.stdout.split("\n", 1)
     assert float(latency) > 0 and json.loads(described)["params"] == 859_520_964
+
+
+def test_every_benchmark_results_file_has_its_manifest_entry():
+    """benchmarks/results/<experiment>/: each file named in its folder's manifest.json with how it was made."""
+    import json
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    files = [p for p in results.rglob("*") if p.is_file() and p.name != "manifest.json"]
+    assert files
+    for path in files:
+        assert path.parent != results, f"{path.name} is not in an experiment folder"
+        manifest = json.loads((path.parent / "manifest.json").read_text())
+        entry = manifest["runs"].get(path.name)
+        assert entry is not None, f"{path} has no entry in its manifest"
+        assert {"command", "commit", "host", "date"} <= set(entry), path
+
+
+def test_no_module_imports_a_layer_above_it_and_none_is_over_500_lines():
+    """Layers import only downward (errors, config/files/progress/resources, arch, convert, cost, quality, distill,
+    search, tables, results, cli); every module stays under about 500 lines."""
+    import ast
+    from pathlib import Path
+
+    order = ["errors", "config", "files", "progress", "resources", "arch", "convert", "cost", "quality", "distill", "search",
+             "tables", "results", "cli"]
+    level = {name: i for i, name in enumerate(order)}
+    level.update({"config": 1, "files": 1, "progress": 1, "resources": 1})
+    root = Path(__file__).resolve().parent.parent / "archlab"
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[0] == "__init__" or parts[0] == "__main__":
+            continue
+        here = level[parts[0]]
+        assert len(path.read_text().splitlines()) <= 520, f"{path} is over 500 lines"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("archlab."):
+                target = node.module.split(".")[1]
+                assert level[target] <= here, f"{path} imports {node.module}, a layer above it"

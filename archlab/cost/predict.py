@@ -1,7 +1,7 @@
 """The one cost predictor: parameters, FLOPs and predicted latency of a description.
 
 Studies, ``archlab describe``, the report, the export's model card, search-space
-constraints and ``benchmarks/scoring.py`` all go through :class:`Predictor`. Nothing is
+constraints and ``benchmarks/latency/scoring.py`` all go through :class:`Predictor`. Nothing is
 built or traced: parameters and FLOPs come from :mod:`archlab.cost.counting`, latency from
 each table's per-block figures plus its fitted overhead term. Costs are cached per placed
 stage (:class:`~archlab.arch.description.PlacedStage`), which the candidates of a search

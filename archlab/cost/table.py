@@ -280,7 +280,7 @@ RICHER_FORM_SE = 2.0  # a richer form must beat the form kept so far by this man
 # Whole models the overhead term is fitted on by default. 12 rather than 8: on 16 unseen-space
 # runs, 12 of the same timings predicted 30 new models with RMSPE 0.58 +- 0.16 points lower
 # than 8 (lower in 13 of 16) for half as much calibration time again
-# (benchmarks/calibration_count.py); 24 lowered it another 0.3 points at twice that time.
+# (benchmarks/latency/calibration_count.py); 24 lowered it another 0.3 points at twice that time.
 CALIBRATION_MODELS = 12
 CALIBRATION_PASSES = 2  # interleaved passes over the calibration models (the table's repeats split between them)
 VERSUS_FLOPS_SAMPLES = 3000  # models `table vs-flops` predicts: ~5 s; a share of 1 in 1000 is resolved
@@ -297,7 +297,7 @@ def fit_overhead(points: Iterable[FitPoint], forms: Iterable[str] = FIT_FORMS) -
     more than ``RICHER_FORM_SE`` standard errors of the per-model difference. With 8 models
     the lowest leave-one-out error alone overfits: on every validated table so far the plain
     sum predicted 30 new models as well or better than the form that choice picked
-    (benchmarks/overhead_form_choice.py). A form is only tried with at least two more models
+    (benchmarks/latency/overhead_form_choice.py). A form is only tried with at least two more models
     than it has terms; with fewer than three models only the intercept is fitted (scale 1).
     """
     pts = list(points)

@@ -12,7 +12,7 @@ benchmarks) reads the same :class:`QualityConfig`; in a study or evolve file it 
       eval: {heldout: 256, samples: 128}
       device: auto
 
-The defaults were chosen by ``benchmarks/proxy_fidelity.py`` (see benchmarks/README.md).
+The defaults were chosen by ``benchmarks/quality/proxy_fidelity.py`` (see benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ class ModelTimings:
     @classmethod
     def stored(cls, data: dict[str, Any]) -> "ModelTimings":
         """Timings already measured (a timings file's contents), read only: no backend, so they
-        can be scored again on any machine (``benchmarks/pool_validations.py``)."""
+        can be scored again on any machine (``benchmarks/latency/pool_validations.py``)."""
         timings = cls.__new__(cls)
         timings.path, timings.backend, timings.data = None, None, data
         timings.descs = [description_from_dict(m["description"]) for m in data["models"].values()]

@@ -1,0 +1,208 @@
+"""Judge every measured proxy design against the quality reference; one JSON object.
+
+Reads the committed results of ``benchmarks/quality/quality_reference.py`` and
+``benchmarks/quality/proxy_designs.py`` (or their work folders) and prints, for each (setting,
+metric): ``tau`` and ``tau_ci`` (bootstrap over architectures) against the reference,
+``seed_tau`` (the setting's two independent replicates), ``separated_pairs`` (reference
+means apart beyond two combined standard errors, seed noise included), ``agree`` (of those,
+ordered alike by replicate A; ``agree_b`` by replicate B), ``permutation_p`` (of that
+agreement, permuting architectures), ``signal_noise`` and ``signal_noise_p`` (the F-test
+against no architecture effect), ``regret`` (at the 25th, 50th and 75th percentiles of the
+architectures' predicted latencies: the reference value of the proxy's pick below the best
+within the budget, in reference seed standard deviations; each and the median) and
+``cpu_minutes`` (median per candidate, process CPU time at one thread; amortised parts apart);
+plus ``default`` naming the shipped default. Statistics: :mod:`archlab.quality.fidelity`.
+
+The reference quality, fixed before any reference result was seen: **eval_score** (sampled
+images scored by the synthetic domain's exact evaluator, 1024 captions, mean of seeds 100
+and 101 at 1000 steps): what a user of the model sees. The same figures against the
+reference's held-out loss and text_gap are under ``also_against``.
+
+    .venv/bin/python -m benchmarks.quality.quality_analysis --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archlab.quality import registry
+from archlab.quality.fidelity import (
+    agreement,
+    kendall,
+    kendall_interval,
+    regret,
+    separated_pairs,
+    signal_noise,
+)
+from benchmarks.common import provenance, write_result
+
+REFERENCE_METRIC = "eval_score"
+ALSO = ("heldout_loss", "text_gap")
+SHIPPED = {"setting": "default@125", "metric": "text_gap"}  # what archlab's QualityConfig and the searches default to
+
+
+def oriented(metric: str, value: float) -> float:
+    return value if registry.get(metric).higher_is_better else -value
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def reference_values(measurements: dict[str, Any], steps: int, metric: str) -> dict[str, tuple[list[float], float]]:
+    """Per architecture: its reference seeds' values (oriented) and the mean held-out standard error."""
+    out = {}
+    for arch, runs in measurements.items():
+        vals, ses = [], []
+        for run in sorted(runs):
+            entry = next((e for e in runs[run] if e["step"] == steps and metric in e.get("ema", {})), None)
+            if entry is not None:
+                vals.append(oriented(metric, entry["ema"][metric]["value"]))
+                ses.append(entry["ema"][metric]["se"])
+        if len(vals) >= 2:
+            out[arch] = (vals, float(np.mean(ses)))
+    return out
+
+
+def _at(runs: dict[str, list], seed: int, step: int) -> dict[str, Any] | None:
+    return next((e for e in runs.get(f"s{seed}", []) if e["step"] == step), None)
+
+
+def _cost(entry: dict[str, Any]) -> float:
+    return entry["train_cpu_s"] + entry["eval_cpu_s"]
+
+
+def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """setting -> architecture -> {"a": {metric: value}, "b": {...}, "cpu_s": ...}: two independent replicates each."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def put(name: str, arch: str, a: dict, b: dict, cpu: float) -> None:
+        if a and b:
+            out.setdefault(name, {})[arch] = {"a": a, "b": b, "cpu_s": cpu}
+
+    def values(entry: dict[str, Any] | None) -> dict[str, float]:
+        return {} if entry is None else {k: v["value"] for k, v in entry["metrics"].items()}
+
+    def mean(*dicts: dict[str, float]) -> dict[str, float]:
+        keys = set.intersection(*(set(d) for d in dicts)) if dicts and all(dicts) else set()
+        return {k: float(np.mean([d[k] for d in dicts])) for k in keys}
+
+    for design, by_arch in designs.items():
+        for arch, runs in by_arch.items():
+            steps = sorted({e["step"] for e in runs.get("s0", [])})
+            for step in steps:
+                e0, e1 = _at(runs, 0, step), _at(runs, 1, step)
+                if e0 and e1:
+                    put(f"{design}@{step}", arch, values(e0), values(e1), _cost(e0))
+            if design != "default":
+                continue
+            for end in (125, 250):  # learning-curve scores: each loss metric's mean over the points up to ``end``
+                pts = [s for s in steps if s <= end]
+                if end in steps and all(_at(runs, s, p) for s in (0, 1) for p in pts):
+                    curve = {s: mean(*[{k: v for k, v in values(_at(runs, s, p)).items() if k in ALSO} for p in pts]) for s in (0, 1)}
+                    cpu = _at(runs, 0, end)["train_cpu_s"] + sum(_at(runs, 0, p)["eval_cpu_s"] for p in pts)
+                    put(f"curve@{end}", arch, curve[0], curve[1], cpu)
+            for step in (60, 125):  # two seeds averaged: {0, 1} against {2, 3}
+                e = [_at(runs, s, step) for s in range(4)]
+                if all(e):
+                    a, b = mean(values(e[0]), values(e[1])), mean(values(e[2]), values(e[3]))
+                    put(f"seeds2@{step}", arch, {k: v for k, v in a.items() if k in b}, b, _cost(e[0]) + _cost(e[1]))
+    return out
+
+
+# ---------------------------------------------------------------------- judging
+
+
+def judge(rows: dict[str, dict[str, Any]], metric: str, ref: dict[str, tuple[list[float], float]],
+          latency: dict[str, float | None]) -> dict[str, Any] | None:
+    archs = [a for a in ref if a in rows and metric in rows[a]["a"] and metric in rows[a]["b"]]
+    if len(archs) < 6:
+        return None
+    a = np.array([oriented(metric, rows[x]["a"][metric]) for x in archs])
+    b = np.array([oriented(metric, rows[x]["b"][metric]) for x in archs])
+    values = np.array([ref[x][0][:2] for x in archs])
+    sep = separated_pairs(values, np.array([ref[x][1] for x in archs]))
+    agree_a, agree_b = agreement(a, sep), agreement(b, sep, seed=1)
+    sn, sn_p = signal_noise(a, b)
+    timed = [i for i, x in enumerate(archs) if latency.get(x) is not None]
+    lat = np.array([latency[archs[i]] for i in timed])
+    budgets = [float(np.percentile(lat, q)) for q in (25, 50, 75)] if len(timed) >= 4 else []
+    each = [regret(a[timed], sep.means[timed], lat, bud, sep.seed_sd) for bud in budgets]
+    return {"archs": len(archs), "tau": round(kendall(a, sep.means), 3),
+            "tau_ci": [round(x, 3) for x in kendall_interval(a, sep.means)],
+            "tau_b": round(kendall(b, sep.means), 3), "seed_tau": round(kendall(a, b), 3),
+            "separated_pairs": sep.pairs, "of": sep.of, "agree": agree_a.agree,
+            "agree_fraction": None if agree_a.fraction is None else round(agree_a.fraction, 3),
+            "permutation_p": agree_a.permutation_p, "agree_b": agree_b.agree, "permutation_p_b": agree_b.permutation_p,
+            "signal_noise": round(sn, 2), "signal_noise_p": sn_p,
+            "regret": {"budgets_ms": [round(x) for x in budgets], "archs_with_latency": len(timed),
+                       "each": [None if r is None else round(r, 2) for r in each],
+                       "median": round(statistics.median(r for r in each if r is not None), 2) if each else None},
+            "cpu_minutes": round(statistics.median(rows[x]["cpu_s"] for x in archs) / 60, 2)}
+
+
+def analyse(reference: dict[str, Any], designs: dict[str, Any]) -> dict[str, Any]:
+    steps = reference["settings"]["steps"]
+    latency = {a["name"]: a.get("predicted_ms") for a in reference["archs"]}
+    table = settings(designs["measurements"])
+    out: dict[str, Any] = {"reference": {}, "settings": [], "also_against": {}, "default": SHIPPED,
+                           "amortised": designs.get("amortised", {})}
+    for ref_metric in (REFERENCE_METRIC, *ALSO):
+        ref = reference_values(reference["measurements"], steps, ref_metric)
+        if len(ref) < 6:
+            continue
+        values = np.array([v[0][:2] for v in ref.values()])
+        sep = separated_pairs(values, np.array([v[1] for v in ref.values()]))
+        sn, sn_p = signal_noise(values[:, 0], values[:, 1])
+        summary = {"metric": ref_metric, "steps": steps, "archs": len(ref), "seed_sd": sep.seed_sd,
+                   "separated_pairs": sep.pairs, "of": sep.of, "seed_tau": round(kendall(values[:, 0], values[:, 1]), 3),
+                   "signal_noise": round(sn, 2), "signal_noise_p": sn_p,
+                   "per_arch": {a: {"mean": round(float(m), 5), "se": round(float(s), 5)}
+                                for a, m, s in zip(ref, sep.means, sep.se)}}
+        rows = []
+        for name in sorted(table):
+            metrics = sorted(set.intersection(*(set(r["a"]) for r in table[name].values())))
+            for metric in metrics:
+                figures = judge(table[name], metric, ref, latency)
+                if figures is not None:
+                    rows.append({"setting": name, "metric": metric, **figures})
+        if ref_metric == REFERENCE_METRIC:
+            out["reference"], out["settings"] = summary, rows
+        else:
+            out["also_against"][ref_metric] = {"reference": summary, "settings": rows}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reference", type=Path, default=Path("benchmarks/results/quality_reference/quality_reference.json"))
+    p.add_argument("--designs", type=Path, default=Path("benchmarks/results/proxy_designs/proxy_designs.json"))
+    p.add_argument("--json", action="store_true", help="print the whole analysis as one JSON object (default: a summary table)")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    a = p.parse_args()
+    for path in (a.reference, a.designs):
+        if not path.is_file():
+            raise SystemExit(f"error: {path} does not exist: run the benchmark that writes it first")
+    result = analyse(json.loads(a.reference.read_text()), json.loads(a.designs.read_text()))
+    result["provenance"] = provenance()
+    if a.out is not None:
+        write_result(a.out, result)
+    if a.json:
+        print(json.dumps(result, indent=1))
+        return
+    r = result["reference"]
+    print(f"reference {r.get('metric')}: {r.get('archs')} architectures, {r.get('separated_pairs')} of {r.get('of')} pairs "
+          f"separated, seed tau {r.get('seed_tau')}")
+    for s in result["settings"]:
+        print(f"{s['setting']:>14} {s['metric']:>16}  agree {s['agree']}/{s['separated_pairs']} p={s['permutation_p']:.4f}  "
+              f"tau {s['tau']:+.2f} {s['tau_ci']}  seed_tau {s['seed_tau']:+.2f}  S/N {s['signal_noise']} "
+              f"(p={s['signal_noise_p']:.3g})  regret {s['regret']['median']}  {s['cpu_minutes']} CPU-min")
+
+
+if __name__ == "__main__":
+    main()
