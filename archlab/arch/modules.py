@@ -23,20 +23,35 @@ _ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
 
 
 class SeparableConv2d(nn.Module):
-    """Depthwise kxk conv then pointwise 1x1 conv (MobileNet-style)."""
+    """Depthwise kxk conv then pointwise 1x1 conv (MobileNet-style); with ``expansion`` above 1, a pointwise
+    expansion to ``expansion`` x the input width first, each of the first two followed by ``activation`` (an
+    inverted bottleneck, as SnapGen's separable convs)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, expansion: float = 1.0,
+                 activation: str = "silu"):
         super().__init__()
-        self.depthwise = nn.Conv2d(in_channels, in_channels, kernel, stride=stride, padding=kernel // 2, groups=in_channels)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
+        mid = expanded_width(in_channels, expansion)
+        if mid != in_channels:
+            self.expand = nn.Conv2d(in_channels, mid, 1)
+            self.act = _ACTIVATIONS[activation]()
+        self.depthwise = nn.Conv2d(mid, mid, kernel, stride=stride, padding=kernel // 2, groups=mid)
+        self.pointwise = nn.Conv2d(mid, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "expand"):
+            return self.pointwise(self.act(self.depthwise(self.act(self.expand(x)))))
         return self.pointwise(self.depthwise(x))
 
 
-def make_conv(kind: str, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> nn.Module:
+def expanded_width(channels: int, expansion: float) -> int:
+    """The inverted bottleneck's width: ``expansion`` x ``channels``, rounded."""
+    return max(channels, round(channels * expansion))
+
+
+def make_conv(kind: str, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, expansion: float = 1.0,
+              activation: str = "silu") -> nn.Module:
     if kind == "separable":
-        return SeparableConv2d(in_channels, out_channels, kernel, stride)
+        return SeparableConv2d(in_channels, out_channels, kernel, stride, expansion, activation)
     return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2)
 
 
@@ -44,10 +59,10 @@ class ResnetBlock2D(nn.Module):
     def __init__(self, spec: ResnetBlock, in_channels: int, out_channels: int, time_dim: int, groups: int):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=1e-5)
-        self.conv1 = make_conv(spec.conv, in_channels, out_channels, spec.kernel)
+        self.conv1 = make_conv(spec.conv, in_channels, out_channels, spec.kernel, expansion=spec.expansion, activation=spec.activation)
         self.time_emb_proj = nn.Linear(time_dim, out_channels)
         self.norm2 = nn.GroupNorm(groups, out_channels, eps=1e-5)
-        self.conv2 = make_conv(spec.conv, out_channels, out_channels, spec.kernel)
+        self.conv2 = make_conv(spec.conv, out_channels, out_channels, spec.kernel, expansion=spec.expansion, activation=spec.activation)
         self.nonlinearity = _ACTIVATIONS[spec.activation]()
         self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
@@ -60,30 +75,70 @@ class ResnetBlock2D(nn.Module):
         return x + h
 
 
-class Attention(nn.Module):
-    """Multi-head attention; keys/values from ``context`` (cross) or from ``x`` (self)."""
+class RMSNorm(nn.Module):
+    """Root-mean-square norm over the last dimension, written out (exports to every runtime; ``nn.RMSNorm``
+    needs ONNX opset 23)."""
 
-    def __init__(self, dim: int, context_dim: int, heads: int, shared_kv: bool, kind: str):
+    def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
-        self.heads = heads
-        self.kind = kind
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Attention(nn.Module):
+    """Attention with ``heads`` query heads; keys/values from ``context`` (cross) or from ``x`` (self).
+
+    ``kv_heads`` below ``heads``: multi-query (1) or grouped-query attention, each key/value head shared by
+    ``heads / kv_heads`` query heads. ``qk_norm``: queries and keys normalised per head. ``kv_compression``
+    s: self-attention's keys and values come from an s x s stride-s depthwise conv of the feature map and a
+    LayerNorm (s^2 fewer tokens; SnapGen++'s outer stages, PixArt-Sigma)."""
+
+    def __init__(self, dim: int, context_dim: int, heads: int, shared_kv: bool, kind: str, kv_heads: int | None = None,
+                 qk_norm: str = "none", kv_compression: int = 1):
+        super().__init__()
+        self.heads, self.kind = heads, kind
+        self.kv_heads = kv_heads or heads
+        head_dim = dim // heads
+        kv_dim = self.kv_heads * head_dim
         self.to_q = nn.Linear(dim, dim, bias=False)
         if shared_kv:
-            self.to_kv = nn.Linear(context_dim, dim, bias=False)
+            self.to_kv = nn.Linear(context_dim, kv_dim, bias=False)
         else:
-            self.to_k = nn.Linear(context_dim, dim, bias=False)
-            self.to_v = nn.Linear(context_dim, dim, bias=False)
+            self.to_k = nn.Linear(context_dim, kv_dim, bias=False)
+            self.to_v = nn.Linear(context_dim, kv_dim, bias=False)
+        if qk_norm != "none":
+            norm = (lambda: RMSNorm(head_dim)) if qk_norm == "rms" else (lambda: nn.LayerNorm(head_dim))
+            self.norm_q, self.norm_k = norm(), norm()
+        if kv_compression > 1:
+            self.kv_compress = nn.Conv2d(dim, dim, kv_compression, stride=kv_compression, groups=dim)
+            self.kv_norm = nn.LayerNorm(dim)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        context = x if context is None else context
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, hw: tuple[int, int] | None = None) -> torch.Tensor:
         b, n, c = x.shape
+        if context is None:
+            context = x
+            if hasattr(self, "kv_compress"):
+                h, w = hw
+                fmap = self.kv_compress(x.transpose(1, 2).reshape(b, c, h, w))
+                context = self.kv_norm(fmap.flatten(2).transpose(1, 2))
         q = self.to_q(x)
         if hasattr(self, "to_kv"):
             k = v = self.to_kv(context)
         else:
             k, v = self.to_k(context), self.to_v(context)
-        q, k, v = (t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2) for t in (q, k, v))
+        d = c // self.heads
+        q = q.reshape(b, n, self.heads, d).transpose(1, 2)
+        k, v = (t.reshape(b, -1, self.kv_heads, d).transpose(1, 2) for t in (k, v))
+        if hasattr(self, "norm_q"):
+            q, k = self.norm_q(q), self.norm_k(k)
+        if self.kv_heads != self.heads:  # each key/value head serves heads / kv_heads query heads
+            group = self.heads // self.kv_heads
+            k, v = (t[:, :, None].expand(b, self.kv_heads, group, t.shape[2], d).reshape(b, self.heads, t.shape[2], d)
+                    for t in (k, v))
         if self.kind == "relu":
             # ReLU attention (MobileDiffusion): no softmax; normalise by the number of keys.
             scores = torch.relu(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1])))
@@ -137,18 +192,19 @@ class BasicTransformerBlock(nn.Module):
     def __init__(self, spec: TransformerBlock, dim: int, context_dim: int):
         super().__init__()
         heads = spec.num_heads(dim)
+        common = dict(kv_heads=spec.kv_heads, qk_norm=spec.qk_norm)
         if spec.self_attention:
             self.norm1 = nn.LayerNorm(dim)
-            self.attn1 = Attention(dim, dim, heads, spec.shared_kv, spec.attention)
+            self.attn1 = Attention(dim, dim, heads, spec.shared_kv, spec.attention, kv_compression=spec.kv_compression, **common)
         if spec.cross_attention:
             self.norm2 = nn.LayerNorm(dim)
-            self.attn2 = Attention(dim, context_dim, heads, spec.shared_kv, spec.attention)
+            self.attn2 = Attention(dim, context_dim, heads, spec.shared_kv, spec.attention, **common)
         self.norm3 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, spec.ff_hidden(dim), spec.ff)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
         if hasattr(self, "attn1"):
-            x = self.attn1(self.norm1(x)) + x
+            x = self.attn1(self.norm1(x), hw=hw) + x
         if hasattr(self, "attn2"):
             x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
@@ -173,7 +229,7 @@ class Transformer2D(nn.Module):
         else:
             x = self.proj_in(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
         for block in self.transformer_blocks:
-            x = block(x, context)
+            x = block(x, context, (h, w))
         # back to contiguous NCHW (as diffusers does): a permuted view would hand the next
         # convolutions channels-last input, which changes their kernels and their speed
         if self.linear:

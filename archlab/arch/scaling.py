@@ -43,7 +43,8 @@ def scale(desc: Description, *, width: float, resolution: int | None = None, tex
                 heads = b.num_heads(old)
                 while heads > 1 and (new % heads or new // heads < min_head_dim):
                     heads -= 1
-                b = dataclasses.replace(b, heads=heads, head_dim=None)
+                kv = None if b.kv_heads is None else math.gcd(b.kv_heads, heads)  # still divides the query heads
+                b = dataclasses.replace(b, heads=heads, head_dim=None, kv_heads=kv)
                 if abs(new * b.ff_ratio - round(new * b.ff_ratio)) > 1e-6:
                     b = dataclasses.replace(b, ff_ratio=round(new * b.ff_ratio) / new)
             blocks.append(b)

@@ -19,9 +19,11 @@ block (and latency from tables) for whole descriptions.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from archlab.arch.description import Description, Downsample, ResnetBlock, Site, TransformerBlock, Upsample
+from archlab.arch.modules import expanded_width
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,11 @@ class Cost:
 ZERO = Cost(0, 0)
 
 
-def _conv(kind: str, cin: int, cout: int, k: int, out_pixels: int, batch: int) -> Cost:
+def _conv(kind: str, cin: int, cout: int, k: int, out_pixels: int, batch: int, expansion: float = 1.0) -> Cost:
     if kind == "separable":
-        return Cost(cin * k * k + cin + cin * cout + cout, batch * out_pixels * (cin * k * k + cin * cout))
+        mid = expanded_width(cin, expansion)
+        expand = Cost(cin * mid + mid, batch * out_pixels * cin * mid) if mid != cin else ZERO  # stride-1 convs only
+        return expand + Cost(mid * k * k + mid + mid * cout + cout, batch * out_pixels * (mid * k * k + mid * cout))
     return Cost(cin * cout * k * k + cout, batch * out_pixels * cin * cout * k * k)
 
 
@@ -56,20 +60,33 @@ def _norm(channels: int, numel: int) -> Cost:
 
 def _resnet(b: ResnetBlock, cin: int, cout: int, res: int, time_dim: int, batch: int) -> Cost:
     px = res * res
-    cost = _norm(cin, batch * cin * px) + _conv(b.conv, cin, cout, b.kernel, px, batch)
+    cost = _norm(cin, batch * cin * px) + _conv(b.conv, cin, cout, b.kernel, px, batch, b.expansion)
     cost += _linear(time_dim, cout, batch)
-    cost += _norm(cout, batch * cout * px) + _conv(b.conv, cout, cout, b.kernel, px, batch)
+    cost += _norm(cout, batch * cout * px) + _conv(b.conv, cout, cout, b.kernel, px, batch, b.expansion)
     if cin != cout:
         cost += _conv("regular", cin, cout, 1, px, batch)
     return cost
 
 
-def _attention(dim: int, context_dim: int, n: int, m: int, shared_kv: bool, batch: int) -> Cost:
-    kv = 1 if shared_kv else 2
-    proj = _linear(dim, dim, batch * n, bias=False) + _linear(dim, dim, batch * n)  # to_q, to_out
-    for _ in range(kv):
-        proj += _linear(context_dim, dim, batch * m, bias=False)
-    return proj + Cost(0, 2 * batch * n * m * dim)  # QK^T and AV over all heads
+def _attention(b: TransformerBlock, dim: int, context_dim: int, n: int, m: int, batch: int, res: int = 0) -> Cost:
+    """One attention: projections (keys and values at ``kv_heads`` x head width), QK^T and AV over every query
+    head, a LayerNorm QK-norm (an RMS one is elementwise, uncounted as fvcore traces it), and self-attention's
+    key/value compression (a depthwise s x s stride-s conv and a LayerNorm on the s^2 fewer tokens)."""
+    heads = b.num_heads(dim)
+    kv_dim = b.num_kv_heads(dim) * (dim // heads)
+    cost = _linear(dim, dim, batch * n, bias=False) + _linear(dim, dim, batch * n)  # to_q, to_out
+    s = b.kv_compression  # 1 for cross-attention (its keys are the text's)
+    if s > 1:
+        m = (res // s) ** 2
+        cost += Cost(dim * s * s + dim, batch * m * dim * s * s) + _norm(dim, batch * m * dim)
+    for _ in range(1 if b.shared_kv else 2):
+        cost += _linear(context_dim, kv_dim, batch * m, bias=False)
+    if b.qk_norm == "layer":
+        head = dim // heads
+        cost += _norm(head, batch * n * dim) + _norm(head, batch * m * kv_dim)
+    elif b.qk_norm == "rms":
+        cost += Cost(2 * (dim // heads), 0)
+    return cost + Cost(0, 2 * batch * n * m * dim)  # QK^T and AV over all query heads
 
 
 def _transformer(b: TransformerBlock, c: int, res: int, text_dim: int, tokens: int, batch: int) -> Cost:
@@ -81,9 +98,9 @@ def _transformer(b: TransformerBlock, c: int, res: int, text_dim: int, tokens: i
     gated = b.ff in ("geglu", "swiglu")
     layer = ZERO
     if b.self_attention:
-        layer += _norm(c, rows * c) + _attention(c, c, n, n, b.shared_kv, batch)
+        layer += _norm(c, rows * c) + _attention(b, c, c, n, n, batch, res)
     if b.cross_attention:
-        layer += _norm(c, rows * c) + _attention(c, text_dim, n, tokens, b.shared_kv, batch)
+        layer += _norm(c, rows * c) + _attention(dataclasses.replace(b, kv_compression=1), c, text_dim, n, tokens, batch)
     layer += _norm(c, rows * c) + _linear(c, hidden * (2 if gated else 1), rows) + _linear(hidden, c, rows)
     return cost + Cost(layer.params * b.layers, layer.flops * b.layers)
 

@@ -65,15 +65,26 @@ class BlockSpec:
 def _key(spec: BlockSpec) -> str:
     b = spec.block
     tail = f"|b={spec.batch},{spec.dtype}"
-    if isinstance(b, ResnetBlock):
-        return (f"resnet(conv={b.conv},k={b.kernel},act={b.activation})"
+    if isinstance(b, ResnetBlock):  # the newer axes appear only when set: keys of older blocks (and tables) stay as they were
+        return (f"resnet(conv={b.conv},k={b.kernel},act={b.activation}{f',exp={b.expansion:g}' if b.expansion != 1 else ''})"
                 f"|in={spec.in_channels},out={spec.out_channels},res={spec.resolution},temb={spec.time_dim},g={spec.groups}{tail}")
     if isinstance(b, TransformerBlock):
         return (f"transformer(layers={b.layers},sa={int(b.self_attention)},ca={int(b.cross_attention)},"
                 f"heads={b.num_heads(spec.in_channels)},ff={b.ff},ffr={b.ff_ratio:g},kv={int(b.shared_kv)},"
-                f"att={b.attention},proj={b.projection})"
+                f"att={b.attention},proj={b.projection}{_new_attention_axes(b, spec.in_channels)})"
                 f"|c={spec.in_channels},res={spec.resolution},ctx={spec.text_tokens}x{spec.text_dim},g={spec.groups}{tail}")
     return f"{b.kind}(conv={b.conv})|c={spec.in_channels},res={spec.resolution}{tail}"
+
+
+def _new_attention_axes(b: TransformerBlock, channels: int) -> str:
+    out = ""
+    if b.num_kv_heads(channels) != b.num_heads(channels):
+        out += f",kvh={b.num_kv_heads(channels)}"
+    if b.qk_norm != "none":
+        out += f",qkn={b.qk_norm}"
+    if b.kv_compression > 1:
+        out += f",kvc={b.kv_compression}"
+    return out
 
 
 @lru_cache(maxsize=500_000)
