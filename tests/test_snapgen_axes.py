@@ -155,3 +155,22 @@ def test_every_new_axis_together_converts_for_phones(fmt, tmp_path):
     path = tmp_path / ("m.tflite" if fmt == "tflite" else "m.mlpackage")
     (export_tflite if fmt == "tflite" else export_coreml)(wrapper, inputs, path)
     assert path.exists()
+
+
+def test_the_snapgen_preset_is_a_member_of_the_snapgen_space_and_near_379m():
+    from archlab import load_space
+
+    space = load_space("snapgen")
+    first = space.decode({n: space.options[n][0] for n in space.active(3)} | {"depth": 3}, name="snapgen")
+    assert first == preset("snapgen")  # each option list starts with SnapGen's own choice
+    assert abs(count(preset("snapgen")).params / 379e6 - 1) <= 0.03
+    assert "transformer.kv_heads" in space.active(3) and "level0.first" in space.active(3)
+    assert "transformer.kv_heads" not in load_space("mobilediffusion").active(3)  # older spaces keep their choices
+
+
+def test_the_snapgen_space_samples_valid_members():
+    from archlab import load_space
+
+    space = load_space("snapgen")
+    for _, desc in space.samples(20, seed=0):
+        assert count(desc).params > 0

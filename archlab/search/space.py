@@ -37,15 +37,19 @@ from typing import Any, Callable, Iterator, Literal, Mapping
 import numpy as np
 
 from archlab import resources
-from archlab.arch.description import Description, Downsample, ResnetBlock, Stage, TransformerBlock, Upsample
-from archlab.config import check_keys, load, read, require
+from archlab.arch.description import Description, Downsample, ResnetBlock, Stage, TextTimeEmbedding, TransformerBlock, Upsample
+from archlab.config import check_keys, load, read, read_value, require
 from archlab.cost.predict import Predictor
 from archlab.errors import ConfigError
 
 LEVEL_CHOICES = ("channels", "down_resnets", "down_layers", "up_layers", "self_attention", "separable")
 MID_CHOICES = ("layers", "separable")
 TRANSFORMER_CHOICES = ("ff", "ff_ratio", "shared_kv", "attention", "head_dim")
-BASE_FIELDS = ("in_channels", "out_channels", "text_dim", "text_tokens", "resolution", "time_dim", "norm_groups")
+# SnapGen's axes: a choice only where a space file gives it other options than this default, so that older
+# spaces keep the same choices (and their studies the same parameters)
+OPTIONAL_LEVEL_CHOICES = {"expansion": 1.0, "first": "resnet"}
+OPTIONAL_TRANSFORMER_CHOICES = {"kv_heads": None, "qk_norm": "none", "kv_compression": 1}
+BASE_FIELDS = ("in_channels", "out_channels", "text_dim", "text_tokens", "resolution", "time_dim", "norm_groups", "addition")
 MAX_SAMPLE_TRIES = 1000  # bounded rejection sampling under constraints
 
 Choices = dict[str, Any]
@@ -73,9 +77,14 @@ class LevelOptions:
     up_layers: tuple[int, ...] = (0,)
     self_attention: tuple[bool, ...] = (True,)  # false: cross-attention only at this level
     separable: tuple[bool, ...] = (False,)
+    expansion: tuple[float, ...] = (1.0,)  # separable ResNets' expansion ratio (SnapGen: 2); 1 where convs are regular
+    first: tuple[Literal["resnet", "cross"], ...] = ("resnet",)  # cross: the down stage's first ResNet becomes a
+    # cross-attention + FF block (SnapGen's text conditioning from stage 1)
 
     def __post_init__(self) -> None:
         _options("channels", self.channels, 1)
+        _options("expansion", self.expansion, 1)
+        _options("first", self.first)
         _options("down_resnets", self.down_resnets, 1)
         for name in ("down_layers", "up_layers"):
             _options(name, getattr(self, name), 0)
@@ -102,10 +111,16 @@ class TransformerOptions:
     shared_kv: tuple[bool, ...] = (False,)
     attention: tuple[Literal["softmax", "relu"], ...] = ("softmax",)
     head_dim: tuple[int, ...] = (64,)
+    kv_heads: tuple[int | None, ...] = (None,)  # key/value heads: null as many as query heads, 1 multi-query
+    qk_norm: tuple[Literal["none", "rms", "layer"], ...] = ("none",)
+    kv_compression: tuple[int, ...] = (1,)  # self-attention keys/values from an s x s stride-s conv (where it has SA)
 
     def __post_init__(self) -> None:
         for name in TRANSFORMER_CHOICES:
             _options(name, getattr(self, name), 1 if name == "head_dim" else None)
+        _options("kv_heads", tuple(v for v in self.kv_heads if v is not None) or (1,), 1)
+        _options("qk_norm", self.qk_norm)
+        _options("kv_compression", self.kv_compression, 1)
         for v in self.ff_ratio:
             require(v > 0, "ff_ratio", f"{v!r} is not allowed; options must be positive numbers")
 
@@ -133,7 +148,7 @@ class SpaceFile:
     name: str
     levels: tuple[LevelOptions, ...]
     depth: tuple[int, ...] = ()  # level counts to search over; default: all the levels listed
-    base: dict[str, int] = field(default_factory=dict)  # description fields every candidate shares
+    base: dict[str, Any] = field(default_factory=dict)  # description fields every candidate shares (addition: SDXL's)
     mid: MidOptions = field(default_factory=MidOptions)
     transformer: TransformerOptions = field(default_factory=TransformerOptions)
     constraints: Constraints = field(default_factory=Constraints)
@@ -149,30 +164,36 @@ class SpaceFile:
 
 
 @functools.lru_cache(maxsize=None)
-def _resnet(conv: str) -> ResnetBlock:
-    return ResnetBlock(conv=conv)
+def _resnet(conv: str, expansion: float = 1.0) -> ResnetBlock:
+    return ResnetBlock(conv=conv, expansion=float(expansion) if conv == "separable" else 1.0)
 
 
 @functools.lru_cache(maxsize=None)
 def _transformer(layers: int, self_attention: bool, ff: str, ff_ratio: float, shared_kv: bool, attention: str,
-                 head_dim: int) -> TransformerBlock:
-    return TransformerBlock(layers=layers, self_attention=self_attention, head_dim=head_dim, ff=ff, ff_ratio=float(ff_ratio),
-                            shared_kv=shared_kv, attention=attention)
+                 head_dim: int, kv_heads: int | None = None, qk_norm: str = "none", kv_compression: int = 1,
+                 cross_attention: bool = True) -> TransformerBlock:
+    return TransformerBlock(layers=layers, self_attention=self_attention, cross_attention=cross_attention, head_dim=head_dim,
+                            ff=ff, ff_ratio=float(ff_ratio), shared_kv=shared_kv, attention=attention, kv_heads=kv_heads,
+                            qk_norm=qk_norm, kv_compression=kv_compression if self_attention else 1)
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _level_stage(name: str, resnets: int, layers: int, self_attention: bool, separable: bool, t: tuple,
-                 resampler: Downsample | Upsample | None) -> Stage:
-    """A down or up stage: ``resnets`` x (ResNet, transformer of ``layers`` layers), then the resampler."""
-    resnet = _resnet("separable" if separable else "regular")
+                 resampler: Downsample | Upsample | None, expansion: float = 1.0, first: str = "resnet") -> Stage:
+    """A down or up stage: ``resnets`` x (ResNet, transformer of ``layers`` layers), then the resampler; with
+    ``first`` cross, a down stage's first ResNet is a one-layer cross-attention + FF block."""
+    resnet = _resnet("separable" if separable else "regular", expansion)
     unit = (resnet, _transformer(layers, self_attention, *t)) if layers else (resnet,)
-    return Stage(name, unit * resnets + ((resampler,) if resampler is not None else ()))
+    blocks = unit * resnets
+    if first == "cross" and name.startswith("down"):
+        blocks = (_transformer(1, False, *t),) + blocks[1:]
+    return Stage(name, blocks + ((resampler,) if resampler is not None else ()))
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _mid_stage(layers: int, separable: bool, t: tuple) -> Stage:
+def _mid_stage(layers: int, separable: bool, t: tuple, expansion: float = 1.0) -> Stage:
     """ResNet, transformer of ``layers`` layers (none when 0), ResNet."""
-    resnet = _resnet("separable" if separable else "regular")
+    resnet = _resnet("separable" if separable else "regular", expansion)
     return Stage("mid", (resnet, _transformer(layers, True, *t), resnet) if layers else (resnet, resnet))
 
 
@@ -187,8 +208,12 @@ class SearchSpace:
     # ------------------------------------------------------------------ choices
 
     def active(self, depth: int) -> tuple[str, ...]:
-        """Choice names that matter for a candidate of ``depth`` levels, in asking order."""
-        return _active(depth)
+        """Choice names that matter for a candidate of ``depth`` levels, in asking order (an optional SnapGen
+        choice only where this space gives it options)."""
+        return tuple(n for n in _active(depth) if n in self.options or not _optional(n))
+
+    def _choice(self, choices: Mapping[str, Any], name: str) -> Any:
+        return choices[name] if name in self.options else _default(name)
 
     def size(self) -> int:
         """How many architectures the space holds (constraints not applied)."""
@@ -216,17 +241,19 @@ class SearchSpace:
                 raise ConfigError(f"choices.{n}", "is missing")
             if choices[n] not in self.options[n]:
                 raise ConfigError(f"choices.{n}", f"{choices[n]!r} is not one of {list(self.options[n])}")
-        t = tuple(choices[f"transformer.{c}"] for c in TRANSFORMER_CHOICES)
+        t = tuple(self._choice(choices, f"transformer.{c}") for c in (*TRANSFORMER_CHOICES, *OPTIONAL_TRANSFORMER_CHOICES))
         stages = []
+        last = depth - 1
         for level in range(depth):
             stages.append(_level_stage(f"down{level}", choices[f"level{level}.down_resnets"], choices[f"level{level}.down_layers"],
                                        choices[f"level{level}.self_attention"], choices[f"level{level}.separable"], t,
-                                       _DOWN if level < depth - 1 else None))
-        stages.append(_mid_stage(choices["mid.layers"], choices["mid.separable"], t))
+                                       _DOWN if level < depth - 1 else None, self._choice(choices, f"level{level}.expansion"),
+                                       self._choice(choices, f"level{level}.first")))
+        stages.append(_mid_stage(choices["mid.layers"], choices["mid.separable"], t, self._choice(choices, f"level{last}.expansion")))
         for level in reversed(range(depth)):
             stages.append(_level_stage(f"up{level}", choices[f"level{level}.down_resnets"] + 1, choices[f"level{level}.up_layers"],
                                        choices[f"level{level}.self_attention"], choices[f"level{level}.separable"], t,
-                                       _UP if level > 0 else None))
+                                       _UP if level > 0 else None, self._choice(choices, f"level{level}.expansion")))
         channels = tuple(choices[f"level{i}.channels"] for i in range(depth))
         return Description(name=name or f"{self.name}-candidate", channels=channels, stages=tuple(stages), **self.base)
 
@@ -290,10 +317,14 @@ class SearchSpace:
         last = depth - 1
         level = last if stage == "mid" else int(stage.lstrip("downup"))
         # level 0's width sets the time embedding every ResNet projects from
-        deps = ["depth", "level0.channels"] + [f"transformer.{c}" for c in TRANSFORMER_CHOICES]
+        present = set(self.active(depth))
+        deps = ["depth", "level0.channels"] + [f"transformer.{c}" for c in (*TRANSFORMER_CHOICES, *OPTIONAL_TRANSFORMER_CHOICES)
+                                               if f"transformer.{c}" in present]
         if stage == "mid":
-            return deps + ([f"level{last}.channels"] if last else []) + [f"mid.{c}" for c in MID_CHOICES]
-        deps += [f"level{level}.{c}" for c in LEVEL_CHOICES if not (level == 0 and c == "channels")]
+            return deps + ([f"level{last}.channels"] if last else []) + [f"mid.{c}" for c in MID_CHOICES] + \
+                [n for n in (f"level{last}.expansion",) if n in present]
+        deps += [f"level{level}.{c}" for c in (*LEVEL_CHOICES, *OPTIONAL_LEVEL_CHOICES)
+                 if not (level == 0 and c == "channels") and f"level{level}.{c}" in present]
         if level > 1:
             deps.append(f"level{level - 1}.channels")  # the input width (down) and entry skip (up)
         if stage.startswith("up") and level < last:
@@ -321,8 +352,19 @@ class SearchSpace:
 def _active(depth: int) -> tuple[str, ...]:
     names = ["depth"]
     for level in range(depth):
-        names += [f"level{level}.{c}" for c in LEVEL_CHOICES]
-    return tuple(names + [f"mid.{c}" for c in MID_CHOICES] + [f"transformer.{c}" for c in TRANSFORMER_CHOICES])
+        names += [f"level{level}.{c}" for c in (*LEVEL_CHOICES, *OPTIONAL_LEVEL_CHOICES)]
+    return tuple(names + [f"mid.{c}" for c in MID_CHOICES] +
+                 [f"transformer.{c}" for c in (*TRANSFORMER_CHOICES, *OPTIONAL_TRANSFORMER_CHOICES)])
+
+
+def _optional(name: str) -> bool:
+    return name.split(".", 1)[1] in (OPTIONAL_LEVEL_CHOICES if name.startswith("level") else OPTIONAL_TRANSFORMER_CHOICES
+                                     if name.startswith("transformer") else ())
+
+
+def _default(name: str) -> Any:
+    field_name = name.split(".", 1)[1]
+    return (OPTIONAL_LEVEL_CHOICES if name.startswith("level") else OPTIONAL_TRANSFORMER_CHOICES)[field_name]
 
 
 _COUNTER = Predictor()  # parameters and FLOPs for constraints
@@ -337,11 +379,19 @@ def space_from_file(data: SpaceFile) -> SearchSpace:
     for i, level in enumerate(data.levels):
         for c in LEVEL_CHOICES:
             options[f"level{i}.{c}"] = getattr(level, c)
+        for c, default in OPTIONAL_LEVEL_CHOICES.items():
+            if getattr(level, c) != (default,):
+                options[f"level{i}.{c}"] = getattr(level, c)
     for c in MID_CHOICES:
         options[f"mid.{c}"] = getattr(data.mid, c)
     for c in TRANSFORMER_CHOICES:
         options[f"transformer.{c}"] = getattr(data.transformer, c)
-    space = SearchSpace(name=data.name, options=options, base=dict(data.base), constraints=data.constraints.as_dict(),
+    for c, default in OPTIONAL_TRANSFORMER_CHOICES.items():
+        if getattr(data.transformer, c) != (default,):
+            options[f"transformer.{c}"] = getattr(data.transformer, c)
+    base = {k: (read(TextTimeEmbedding, v, "base.addition") if k == "addition" else read_value(int, v, f"base.{k}"))
+            for k, v in data.base.items()}
+    space = SearchSpace(name=data.name, options=options, base=base, constraints=data.constraints.as_dict(),
                         max_depth=len(data.levels))
     _check_widths(space)
     return space
