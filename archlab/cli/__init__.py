@@ -18,7 +18,23 @@ from archlab.cli.table import table_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Architecture search and profiling for mobile text-to-image diffusion UNets.")
-app.callback()(warnings_as_lines)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"archlab {version('archlab')}")
+        except PackageNotFoundError:  # a checkout that is not installed
+            print("archlab (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print archlab's version and exit.")) -> None:
+    warnings_as_lines()
 app.command("presets")(presets_cmd)
 app.command("describe")(describe_cmd)
 app.add_typer(table_app, name="table")

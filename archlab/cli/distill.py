@@ -25,7 +25,7 @@ def distill_cmd(
     config: Path = typer.Argument(..., help="A distill file (teacher, quality, distill, out); an export's handoff.yaml is one."),
     out: Optional[Path] = typer.Option(None, help="Output folder (overrides the file's `out`); an existing checkpoint is resumed."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """SnapFusion's CFG-aware step distillation: a student that samples in `student_steps` DDIM steps."""
     from archlab.distill import load_distill_file, run_distill
@@ -43,7 +43,7 @@ def gan_finetune_cmd(
     init: str = typer.Option("teacher", help="Start from the teacher (as MobileDiffusion), the distilled student, or a model file."),
     out: Optional[Path] = typer.Option(None, help="Output folder (overrides the file's `out`); an existing checkpoint is resumed."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """One-step diffusion-GAN finetuning (UFOGen line): generator and discriminator both from the diffusion UNet."""
     from archlab.distill import load_distill_file, run_gan

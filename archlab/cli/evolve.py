@@ -17,7 +17,7 @@ def evolve_cmd(
     out: Optional[Path] = typer.Option(None, help="Output folder (overrides the file's `out`)."),
     seed: Optional[int] = typer.Option(None, help="Training seed (overrides quality.train.seed): rerun to see if the actions hold."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (overrides quality.train.threads): 1 to run two searches side by side on 2 cores."),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Robust training, then remove (or copy) blocks by Delta-quality / Delta-latency until the target holds.
 

@@ -81,7 +81,7 @@ def train_cmd(
     out: Optional[Path] = typer.Option(None, help="Folder for checkpoints; an existing checkpoint is resumed."),
     shuffle_captions: bool = typer.Option(False, help="Train on captions shuffled across images (a control run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Train the candidate's proxy and print its quality metrics, each with its standard error."""
     from archlab.arch.presets import resolve

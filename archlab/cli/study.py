@@ -9,7 +9,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from archlab.cli.common import err_console, out_console, quiet_optuna, user_errors
+from typing import List
+
+from archlab.cli.common import err_console, finite, out_console, quiet_optuna, user_errors
+
+STORAGE_HELP = "SQLAlchemy URL (default: SQLite beside the study's outputs; postgresql://... for many machines)."
 from archlab.errors import ConfigError
 from archlab.files import check_output_file, check_output_folder, write_text
 
@@ -20,24 +24,33 @@ study_app = typer.Typer(no_args_is_help=True, help="Architecture searches as Opt
 @user_errors
 def run_cmd(
     study: Path = typer.Argument(..., help="A study file (studies/*.yaml)."),
-    storage: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default: SQLite beside the outputs; postgresql://... for many machines)."),
-    n_trials: Optional[int] = typer.Option(None, help="Complete trials to reach (default: the file's budget)."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    n_trials: Optional[int] = typer.Option(None, help="Run this many more complete trials (as Optuna's n_trials)."),
+    until: Optional[int] = typer.Option(None, help="Run until the study holds this many complete trials (default: the file's budget.trials)."),
+    timeout: Optional[float] = typer.Option(None, callback=finite, help="Stop starting trials after this many seconds (default: the file's budget.timeout_s)."),
+    enqueue: Optional[List[str]] = typer.Option(None, "--enqueue", help="A preset or description file to evaluate first (repeatable; must be a member of the space)."),
     workers: int = typer.Option(1, help="Worker processes on this machine, all on the same storage."),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
-    """Run (or resume) a study until it holds its budget of complete trials."""
+    """Run (or resume) a study until it holds its budget of complete trials (or --n-trials more, or --until N)."""
     from archlab.results.pareto import failures, pareto
     from archlab.search.runner import completed, run_study
     from archlab.search.study import load_study
 
     quiet_optuna()
-    if n_trials is not None and n_trials < 1:
-        raise ConfigError("--n-trials", f"{n_trials} must be at least 1")
+    for flag, value in (("--n-trials", n_trials), ("--until", until)):
+        if value is not None and value < 1:
+            raise ConfigError(flag, f"{value} must be at least 1")
+    if n_trials is not None and until is not None:
+        raise ConfigError("--n-trials/--until", "give one of them, not both")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError("--timeout", f"{timeout} must be a positive number of seconds")
     if workers < 1:
         raise ConfigError("--workers", f"{workers} must be at least 1")
     cfg = load_study(study)
     check_output_folder(cfg.out_dir)
-    result = run_study(cfg, url=storage, n_trials=n_trials, workers=workers, progress=progress)
+    result = run_study(cfg, url=storage, n_trials=n_trials, until=until, timeout=timeout, workers=workers,
+                       enqueue=tuple(enqueue or ()), progress=progress)
     front, hv, _ = pareto(result, cfg)
     err_console.print(f"{cfg.name}: {completed(result)} complete trials, Pareto front of {len(front)}, hypervolume {hv:.4g}; "
                       f"storage {(storage or cfg.storage_url).split('@')[-1]}")
@@ -100,3 +113,72 @@ def trials_cmd(
     frame = trials_frame(load_existing(cfg, storage))
     write_text(csv, frame.to_csv(index=False))
     err_console.print(f"{len(frame)} trials -> {csv}")
+
+
+@study_app.command("list")
+@user_errors
+def list_cmd(
+    study: Optional[Path] = typer.Argument(None, help="A study file: list the studies in its storage."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP + " Without a study file, this URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+) -> None:
+    """The studies a storage holds, with their trial counts and objective names."""
+    import optuna
+
+    from archlab.search.runner import storage_for
+    from archlab.search.study import load_study
+
+    quiet_optuna()
+    if study is None and storage is None:
+        raise ConfigError("study", "give a study file or --storage URL")
+    if study is not None:
+        storage_obj = storage_for(load_study(study), storage, create=False)
+    else:
+        storage_obj = _storage_url(storage)
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage_obj, include_best_trial=False):
+        names = optuna.load_study(study_name=summary.study_name, storage=storage_obj).metric_names
+        rows.append({"study": summary.study_name, "trials": summary.n_trials,
+                     "objectives": list(names or []) or [d.name.lower() for d in summary.directions],
+                     "started": summary.datetime_start.isoformat(timespec="seconds") if summary.datetime_start else None})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("study", "trials", "objectives", "started")
+    for r in rows:
+        table.add_row(r["study"], str(r["trials"]), ", ".join(r["objectives"]), r["started"] or "-")
+    out_console.print(table)
+
+
+@study_app.command("delete")
+@user_errors
+def delete_cmd(
+    study: Path = typer.Argument(..., help="The study file whose study to delete."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    yes: bool = typer.Option(False, "--yes", help="Delete without asking."),
+) -> None:
+    """Delete a study (every trial) from its storage; asks first unless --yes."""
+    import optuna
+
+    from archlab.search.runner import load_existing, storage_for
+    from archlab.search.study import load_study
+
+    quiet_optuna()
+    cfg = load_study(study)
+    existing = load_existing(cfg, storage)
+    n = len(existing.trials)
+    if not yes and not typer.confirm(f"delete study {cfg.name!r} and its {n} trials?", err=True):
+        raise typer.Exit(1)
+    optuna.delete_study(study_name=cfg.name, storage=storage_for(cfg, storage, create=False))
+    err_console.print(f"deleted study {cfg.name} ({n} trials)")
+
+
+def _storage_url(url: str):
+    import optuna
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise ConfigError("--storage", f"{url[len('sqlite:///'):]} does not exist")
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
+        raise ConfigError("--storage", f"cannot open {url.split('@')[-1]}: {str(exc).splitlines()[0]}") from None

@@ -113,7 +113,7 @@ def validate_cmd(
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Time the table's calibration models again, in the same "
                                      "passes as the validated ones, and refit its overhead term on them (written to the "
                                      "table): separates the table's error from the host's drift since it was calibrated."),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
     out: Optional[Path] = typer.Option(None, help="Also write the full result (every model) as JSON here."),
 ) -> None:
     """Predicted vs measured end-to-end latency on sampled architectures, against a FLOPs baseline and re-measurement.
@@ -221,7 +221,7 @@ def calibrate_cmd(
                                                       "(after a change of the fitting rule; any machine)."),
     settle: float = typer.Option(0.0, callback=finite, help=SETTLE_HELP),
     max_passes: int = typer.Option(MAX_PASSES, help=MAX_PASSES_HELP),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Refit a table's overhead term (and optionally switch its statistic) without re-measuring blocks.
 
@@ -263,7 +263,7 @@ def check_cmd(
     passes: int = typer.Option(CALIBRATION_PASSES, help="Interleaved passes over the models; the defaults time them as calibration does "
                                        "(the fastest of 8 runs over 2 passes)."),
     as_json: bool = typer.Option(False, "--json"),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Is this table true here? Compares fingerprints and re-times a few of its calibration models here (the drift)."""
     from archlab.tables import backend_for, check

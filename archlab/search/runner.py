@@ -25,6 +25,7 @@ import optuna
 import sqlalchemy.exc
 
 from archlab.arch.description import Description
+from archlab.arch.presets import resolve
 
 from archlab.arch.editing import block_summary
 from archlab.cost.predict import Predictor, latency_metric
@@ -66,11 +67,15 @@ def storage_for(cfg: StudyConfig, url: str | None = None, *, create: bool = True
 
 
 def open_study(cfg: StudyConfig, url: str | None = None) -> optuna.Study:
-    """The study, created if new (for running it)."""
+    """The study, created if new (for running it), its objectives named (optuna-dashboard shows the names)."""
     from archlab.search.searches import search_for
 
-    return optuna.create_study(study_name=cfg.name, storage=storage_for(cfg, url), sampler=search_for(cfg.sampler.kind).sampler(cfg),
-                               directions=[o.direction for o in cfg.objectives], load_if_exists=True)
+    study = optuna.create_study(study_name=cfg.name, storage=storage_for(cfg, url), sampler=search_for(cfg.sampler.kind).sampler(cfg),
+                                directions=[o.direction for o in cfg.objectives], load_if_exists=True)
+    names = [o.name for o in cfg.objectives]
+    if study.metric_names != names:
+        study.set_metric_names(names)
+    return study
 
 
 def load_existing(cfg: StudyConfig, url: str | None = None) -> optuna.Study:
@@ -182,10 +187,12 @@ def completed(study: optuna.Study) -> int:
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
-def run_worker(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None = None, progress: bool = True) -> optuna.Study:
-    """Run trials in this process until the study holds ``n_trials`` complete ones (or time runs out)."""
+def run_worker(cfg: StudyConfig, *, url: str | None = None, until: int | None = None, timeout: float | None = None,
+               progress: bool = True) -> optuna.Study:
+    """Run trials in this process until the study holds ``until`` complete ones (default: the file's budget) or
+    ``timeout`` seconds (default: the file's) have passed."""
     study = open_study(cfg, url)
-    target = n_trials or cfg.budget.trials
+    target = until or cfg.budget.trials
     evaluator = TrialEvaluator(cfg)
     if cfg.needs_proxy and cfg.quality.amortised.kind != "none":
         evaluator.pipeline.prepare(progress=progress)  # once per study, kept under <out>/amortised; a second worker waits
@@ -208,16 +215,27 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None
         if target is None or completed(study) < target:
             # failed trials do not count towards the budget: allow some, bounded
             study.optimize(evaluator, n_trials=None if target is None else max(0, target - completed(study)) * 3 + 3,
-                           timeout=cfg.budget.timeout_s, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+                           timeout=timeout or cfg.budget.timeout_s, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
     return study
 
 
-def run_study(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None = None, workers: int = 1,
-              progress: bool = True) -> optuna.Study:
-    """Run (or resume) a study with the search its file names (:mod:`archlab.search.searches`)."""
+def run_study(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None = None, until: int | None = None,
+              timeout: float | None = None, workers: int = 1, enqueue: tuple[str, ...] = (), progress: bool = True) -> optuna.Study:
+    """Run (or resume) a study with the search its file names (:mod:`archlab.search.searches`).
+
+    ``n_trials``: as Optuna means it, this many more complete trials; ``until``: until the study holds this
+    many complete trials (default: the file's ``budget.trials``); ``timeout``: seconds (default: the file's);
+    ``enqueue``: presets or description files evaluated first (each must be a member of the study's space)."""
     from archlab.search.searches import search_for
 
-    return search_for(cfg.sampler.kind).run(cfg, url=url, n_trials=n_trials, workers=workers, progress=progress)
+    if n_trials is not None or enqueue:
+        study = open_study(cfg, url)
+        if n_trials is not None:
+            until = completed(study) + n_trials
+        space = load_space(cfg.space)
+        for name in enqueue:
+            study.enqueue_trial(space.encode(resolve(name)), skip_if_exists=True)
+    return search_for(cfg.sampler.kind).run(cfg, url=url, until=until, timeout=timeout, workers=workers, progress=progress)
 
 
 def description_of(trial: optuna.trial.FrozenTrial) -> Description:

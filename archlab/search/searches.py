@@ -37,8 +37,8 @@ class Search(abc.ABC):
     def sampler(self, cfg: Any) -> optuna.samplers.BaseSampler | None: ...
 
     @abc.abstractmethod
-    def run(self, cfg: Any, *, url: str | None = None, n_trials: int | None = None, workers: int = 1,
-            progress: bool = True) -> optuna.Study: ...
+    def run(self, cfg: Any, *, url: str | None = None, until: int | None = None, timeout: float | None = None,
+            workers: int = 1, progress: bool = True) -> optuna.Study: ...
 
 
 class OptunaSearch(Search):
@@ -51,15 +51,15 @@ class OptunaSearch(Search):
     def sampler(self, cfg: Any) -> optuna.samplers.BaseSampler:
         return self.make(cfg.sampler)
 
-    def run(self, cfg: Any, *, url: str | None = None, n_trials: int | None = None, workers: int = 1,
-            progress: bool = True) -> optuna.Study:
+    def run(self, cfg: Any, *, url: str | None = None, until: int | None = None, timeout: float | None = None,
+            workers: int = 1, progress: bool = True) -> optuna.Study:
         from archlab.search.runner import open_study, run_worker
 
         if workers <= 1:
-            return run_worker(cfg, url=url, n_trials=n_trials, progress=progress)
+            return run_worker(cfg, url=url, until=until, timeout=timeout, progress=progress)
         open_study(cfg, url)  # create it once, before the workers race to
         context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked threads or open connections
-        procs = [context.Process(target=_worker_process, args=(cfg, url, n_trials)) for _ in range(workers)]
+        procs = [context.Process(target=_worker_process, args=(cfg, url, until, timeout)) for _ in range(workers)]
         for p in procs:
             p.start()
         for p in procs:
@@ -70,10 +70,10 @@ class OptunaSearch(Search):
         return open_study(cfg, url)
 
 
-def _worker_process(cfg: Any, url: str | None, n_trials: int | None) -> None:
+def _worker_process(cfg: Any, url: str | None, until: int | None, timeout: float | None) -> None:
     from archlab.search.runner import run_worker
 
-    run_worker(cfg, url=url, n_trials=n_trials, progress=False)
+    run_worker(cfg, url=url, until=until, timeout=timeout, progress=False)
 
 
 class EvolveSearch(Search):
@@ -92,8 +92,8 @@ class EvolveSearch(Search):
     def sampler(self, cfg: Any) -> None:
         return None
 
-    def run(self, cfg: Any, *, url: str | None = None, n_trials: int | None = None, workers: int = 1,
-            progress: bool = True) -> optuna.Study:
+    def run(self, cfg: Any, *, url: str | None = None, until: int | None = None, timeout: float | None = None,
+            workers: int = 1, progress: bool = True) -> optuna.Study:
         from archlab.cost.table import LatencyTable
         from archlab.search.evolve import evolve
         from archlab.search.runner import TrialEvaluator, open_study, record
@@ -117,7 +117,9 @@ class EvolveSearch(Search):
 
 
 _SEARCHES: dict[str, Search] = {
-    "tpe": OptunaSearch(lambda s: optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=s.startup_trials)),
+    # constant liar: a running trial counts as a poor result, so workers sharing a study do not all try one region
+    "tpe": OptunaSearch(lambda s: optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=s.startup_trials,
+                                                             constant_liar=True)),
     "nsga2": OptunaSearch(lambda s: optuna.samplers.NSGAIISampler(seed=s.seed, population_size=s.population)),
     "random": OptunaSearch(lambda s: optuna.samplers.RandomSampler(seed=s.seed)),
     "evolve": EvolveSearch(),

@@ -37,7 +37,8 @@ from typing import Any, Callable, Iterator, Literal, Mapping
 import numpy as np
 
 from archlab import resources
-from archlab.arch.description import Description, Downsample, ResnetBlock, Stage, TextTimeEmbedding, TransformerBlock, Upsample
+from archlab.arch.description import (Description, Downsample, ResnetBlock, Stage, TextTimeEmbedding, TransformerBlock, Upsample,
+                                      stage_level)
 from archlab.config import check_keys, load, read, read_value, require
 from archlab.cost.predict import Predictor
 from archlab.errors import ConfigError
@@ -256,6 +257,60 @@ class SearchSpace:
                                        _UP if level > 0 else None, self._choice(choices, f"level{level}.expansion")))
         channels = tuple(choices[f"level{i}.channels"] for i in range(depth))
         return Description(name=name or f"{self.name}-candidate", channels=channels, stages=tuple(stages), **self.base)
+
+    def encode(self, desc: Description) -> Choices:
+        """Choices that decode to ``desc`` (to enqueue a known design in a study); one line naming the first
+        choice it does not fit when it is not a member of this space. A choice that changes nothing in ``desc``
+        (self-attention at a level without transformers) takes its first option."""
+        depth = desc.levels
+        if depth not in self.options["depth"]:
+            raise ConfigError("enqueue", f"{desc.name} is not a member of the space {self.name}: it has {depth} levels, "
+                              f"the space {list(self.options['depth'])}")
+        choices: Choices = {"depth": depth}
+        transformers = [b for s in desc.stages for b in s.blocks if isinstance(b, TransformerBlock)]
+        t0 = transformers[0] if transformers else TransformerBlock()
+        for level in range(depth):
+            down, up = desc.stage(f"down{level}").blocks, desc.stage(f"up{level}").blocks
+            resnets = [b for b in down if isinstance(b, ResnetBlock)]
+            first_cross = bool(down) and isinstance(down[0], TransformerBlock) and not down[0].self_attention \
+                and (len(down) < 2 or not isinstance(down[1], TransformerBlock))
+            level_t = [b for b in down[1 if first_cross else 0:] + up if isinstance(b, TransformerBlock)]
+            sample = (resnets or [b for b in up if isinstance(b, ResnetBlock)] or [ResnetBlock()])[0]
+            # the expansion shows only in separable ResNets: the level's own, or (lowest level) the mid block's
+            pool = [b for b in (*down, *up, *(desc.stage("mid").blocks if level == depth - 1 else ()))
+                    if isinstance(b, ResnetBlock) and b.conv == "separable"]
+            expansion = pool[0].expansion if pool else sample.expansion
+            down_t = [b for b in down[1 if first_cross else 0:] if isinstance(b, TransformerBlock)]
+            up_t = [b for b in up if isinstance(b, TransformerBlock)]
+            choices.update({f"level{level}.channels": desc.channels[level], f"level{level}.down_resnets": len(resnets) + first_cross,
+                            f"level{level}.down_layers": down_t[0].layers if down_t else 0,
+                            f"level{level}.up_layers": up_t[0].layers if up_t else 0,
+                            f"level{level}.self_attention": level_t[0].self_attention if level_t else self.options[f"level{level}.self_attention"][0],
+                            f"level{level}.separable": sample.conv == "separable", f"level{level}.expansion": expansion,
+                            f"level{level}.first": "cross" if first_cross else "resnet"})
+        mid = desc.stage("mid").blocks
+        mid_t = [b for b in mid if isinstance(b, TransformerBlock)]
+        choices.update({"mid.layers": mid_t[0].layers if mid_t else 0, "mid.separable": mid[0].conv == "separable"})
+        if transformers:
+            sa = next((b for b in transformers if b.self_attention), t0)
+            width = next(desc.channels[stage_level(s.name, depth)] for s in desc.stages for b in s.blocks if b is t0)
+            choices.update({"transformer.ff": t0.ff, "transformer.ff_ratio": t0.ff_ratio, "transformer.shared_kv": t0.shared_kv,
+                            "transformer.attention": t0.attention, "transformer.head_dim": t0.head_dim or width // t0.num_heads(width),
+                            "transformer.kv_heads": t0.kv_heads, "transformer.qk_norm": t0.qk_norm,
+                            "transformer.kv_compression": sa.kv_compression})
+        else:  # no transformer: its choices change nothing
+            choices.update({n: opts[0] for n, opts in self.options.items() if n.startswith("transformer.")})
+        active = self.active(depth)
+        choices = {n: v for n, v in choices.items() if n in active}
+        for n in active:
+            allowed = self.options[n]
+            if choices.get(n) not in allowed:
+                raise ConfigError("enqueue", f"{desc.name} is not a member of the space {self.name}: {n} would be "
+                                  f"{choices.get(n)!r}, the space allows {list(allowed)}")
+        if self.decode(choices, name=desc.name) != desc:
+            raise ConfigError("enqueue", f"{desc.name} is not a member of the space {self.name}: its blocks do not follow "
+                              "the space's rule (each ResNet followed by one transformer, the same in every block)")
+        return choices
 
     def feasible(self, desc: Description) -> str | None:
         """None when ``desc`` meets the space's constraints, else which one it breaks."""
