@@ -47,6 +47,8 @@ def test_report_renders_in_headless_chromium(finished, tmp_path):
     _, cfg, study = finished
     report = write_report(study, cfg, tmp_path / "report.html")
     text = report.read_text()
+    assert "data:image/png;base64," in text  # each front member's sample grid, inline
+    assert "lower is better" in text and "held-out denoising loss" in text  # axes say what and which way
     assert not re.findall(r"<script[^>]*\bsrc=", text)  # plotly.js is inline: self-contained, opens offline
     chromium = _chromium()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -95,9 +97,51 @@ def test_dashboard_serves_the_study_on_localhost(finished):
         assert data is not None, "the dashboard answered"
         names = [s["study_name"] for s in data["study_summaries"]]
         assert cfg.name in names
+        study_id = next(s["study_id"] for s in data["study_summaries"] if s["study_name"] == cfg.name)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study_id}", timeout=10) as r:
+            detail = json.loads(r.read())
+        assert detail["objective_names"] == [o.name for o in cfg.objectives]  # named, not "Objective 0"
+        trained = [t for t in detail["trials"] if any(u["key"] == "samples_artifact" for u in t["user_attrs"])]
+        assert trained and all(a["mimetype"] == "image/png" for t in trained for a in t["artifacts"])
+        artifact = trained[0]["artifacts"][0]
+        url = f"http://127.0.0.1:{port}/artifacts/{study_id}/{trained[0]['trial_id']}/{artifact['artifact_id']}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.read()[:8] == b"\x89PNG\r\n\x1a\n"  # the sample grid itself
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_every_trained_trial_keeps_its_samples_as_an_artifact(finished):
+    from optuna.artifacts import get_all_artifact_meta
+
+    _, cfg, study = finished
+    trained = [t for t in study.trials if t.state.name == "COMPLETE" and not t.user_attrs.get("quality_skipped")]
+    assert trained
+    for t in trained:
+        meta = get_all_artifact_meta(t, storage=study._storage)
+        assert [m.artifact_id for m in meta] == [t.user_attrs["samples_artifact"]]
+        assert os.path.isfile(os.path.join(cfg.out_dir, "artifacts", meta[0].artifact_id))
+
+
+def test_sample_writes_a_grid_with_captions_for_a_trained_proxy(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from archlab.cli import app
+
+    runner = CliRunner()
+    trained = runner.invoke(app, ["proxy", "train", "tiny", "--steps", "3", "--batch", "4", "--eval-heldout", "4",
+                                  "--eval-samples", "2", "--metric", "heldout_loss", "--out", str(tmp_path / "px"), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    (tmp_path / "captions.txt").write_text("a red circle on the left\na small blue square\n")
+    result = runner.invoke(app, ["sample", str(tmp_path / "px" / "model.safetensors"), "--captions", str(tmp_path / "captions.txt"),
+                                 "--caption", "a large green triangle", "--steps", "2", "--out", str(tmp_path / "grid.png")])
+    assert result.exit_code == 0, result.output
+    image = Image.open(tmp_path / "grid.png")
+    assert image.size[0] == 3 * 128 and image.size[1] > 128  # three samples in a row, captions beneath
+    none = runner.invoke(app, ["sample", str(tmp_path / "px" / "model.safetensors"), "--out", str(tmp_path / "g2.png")])
+    assert none.exit_code == 2 and "give at least one caption" in none.stderr
 
 
 @pytest.mark.slow

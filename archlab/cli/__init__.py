@@ -9,7 +9,7 @@ import typer
 
 from archlab.cli.common import warnings_as_lines
 from archlab.cli.describe import describe_cmd, presets_cmd
-from archlab.cli.distill import distill_cmd, gan_finetune_cmd
+from archlab.cli.distill import distill_cmd, gan_finetune_cmd, sample_cmd
 from archlab.cli.evolve import evolve_cmd
 from archlab.cli.proxy import proxy_app
 from archlab.cli.results import dashboard_cmd, export_cmd, report_cmd
@@ -46,6 +46,7 @@ app.command("dashboard")(dashboard_cmd)
 app.command("export")(export_cmd)
 app.command("distill")(distill_cmd)
 app.command("gan-finetune")(gan_finetune_cmd)
+app.command("sample")(sample_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -13,6 +13,8 @@ from rich.console import Console
 
 from archlab.errors import ArchlabError
 
+STORAGE_HELP = "SQLAlchemy URL (default: SQLite beside the study's outputs; postgresql://... for many machines)."
+
 # messages go to stderr (stdout stays clean for --json), never wrapped mid-line
 err_console = Console(stderr=True, soft_wrap=True)
 # tables for people go to stdout, wide enough for per-block tables when piped (rich assumes 80 columns off a terminal)

@@ -27,14 +27,21 @@ def count_to_json(desc_name: str, c: ModelCount, resolution: int) -> dict[str, A
 
 
 @user_errors
-def presets_cmd() -> None:
+def presets_cmd(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout.")) -> None:
     """List the registered reference architectures with their size."""
     table = Table("preset", "channels", "params (M)", "GFLOPs", "conv", "SA", "CA", "latent")
+    rows = []
     for name in presets():
         d = preset(name)
         c = count(d)
+        rows.append({"preset": name, "channels": list(d.channels), "params": c.params, "gflops": round(c.gflops, 2),
+                     "conv_blocks": c.conv_blocks, "self_attention": c.self_attention, "cross_attention": c.cross_attention,
+                     "latent": [d.resolution, d.resolution, d.in_channels]})
         table.add_row(name, str(list(d.channels)), f"{c.params / 1e6:.1f}", f"{c.gflops:.1f}", str(c.conv_blocks),
                       str(c.self_attention), str(c.cross_attention), f"{d.resolution}x{d.resolution}x{d.in_channels}")
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
     out_console.print(table)
 
 

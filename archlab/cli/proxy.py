@@ -30,7 +30,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 # the flag that sets each quality field, so that a refused value names what the user typed
-FLAGS = {"data.kind": "--data", "data.path": "--data-path", "data.heldout": "--heldout", "data.vae": "--vae",
+FLAGS = {"data.kind": "--data", "data.path": "--data-path", "data.heldout": "--data-heldout", "data.vae": "--vae",
          "text.encoder": "--text-encoder", "text.checkpoint": "--clip-checkpoint", "proxy.width": "--width",
          "proxy.resolution": "--resolution", "train.steps": "--steps", "train.batch": "--batch",
          "train.prediction": "--prediction", "train.seed": "--seed", "eval.heldout": "--eval-heldout",
@@ -64,16 +64,16 @@ def train_cmd(
     config: Optional[Path] = typer.Option(None, help="A quality file (sections data, text, proxy, train, eval), or a study/evolve file."),
     data: Optional[str] = typer.Option(None, help="synthetic (default), folder or parquet."),
     data_path: Optional[str] = typer.Option(None, help="The image folder or Parquet file for real data."),
-    heldout: Optional[int] = typer.Option(None, help="Items kept out of training for the held-out metrics."),
+    heldout: Optional[int] = typer.Option(None, "--data-heldout", "--heldout", help="Items kept out of training for the held-out metrics (data.heldout)."),
     vae: Optional[str] = typer.Option(None, help="A local diffusers AutoencoderKL folder: train on its latents."),
     text_encoder: Optional[str] = typer.Option(None, help="small (trained with the UNet) or openclip (frozen, --clip-checkpoint)."),
     clip_checkpoint: Optional[str] = typer.Option(None, help="A local OpenCLIP checkpoint for the openclip text encoder."),
     steps: Optional[int] = typer.Option(None, help="Training steps (default: the quality defaults, docs/quality.md)."),
-    batch: Optional[int] = typer.Option(None),
+    batch: Optional[int] = typer.Option(None, help="Images per training step (default: the quality defaults)."),
     width: Optional[float] = typer.Option(None, callback=finite, help="Channel multiplier of the proxy."),
     resolution: Optional[int] = typer.Option(None, help="Proxy input side."),
     prediction: Optional[str] = typer.Option(None, help="v or eps."),
-    seed: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None, help="Training seed (batches, noise, initial weights)."),
     device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda."),
     eval_heldout: Optional[int] = typer.Option(None, help="Held-out images for heldout_loss and text_gap."),
     eval_samples: Optional[int] = typer.Option(None, help="Captions sampled for eval_score / fd / clip_score."),

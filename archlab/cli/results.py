@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from archlab.cli.common import err_console, quiet_optuna, user_errors
+from archlab.cli.common import STORAGE_HELP, err_console, quiet_optuna, user_errors
 from archlab.errors import ConfigError
 from archlab.files import check_output_file, check_output_folder
 
@@ -17,7 +17,7 @@ from archlab.files import check_output_file, check_output_folder
 def report_cmd(
     study: Path = typer.Argument(..., help="The study file."),
     out: Path = typer.Option(Path("report.html"), help="The HTML file to write (self-contained, opens offline)."),
-    storage: Optional[str] = typer.Option(None),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """One self-contained HTML report: Pareto front with standard errors, per-block latency of the front, history."""
     from archlab.results.report import write_report
@@ -34,12 +34,12 @@ def report_cmd(
 @user_errors
 def dashboard_cmd(
     study: Path = typer.Argument(..., help="The study file."),
-    storage: Optional[str] = typer.Option(None),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 unless you mean to share it."),
-    port: int = typer.Option(8080),
+    port: int = typer.Option(8080, help="Port to listen on (on --host)."),
 ) -> None:
     """Browse the study in optuna-dashboard (trials, Pareto front, each trial's architecture)."""
-    from archlab.search.runner import load_existing, storage_for
+    from archlab.search.runner import artifact_store, load_existing, storage_for
     from archlab.search.study import load_study
 
     try:
@@ -52,7 +52,7 @@ def dashboard_cmd(
     url = storage or cfg.storage_url
     _check_port(host, port)
     err_console.print(f"optuna-dashboard for {cfg.name} on http://{host}:{port} (storage {url.split('@')[-1]})")
-    run_server(storage_for(cfg, storage, create=False), host=host, port=port)
+    run_server(storage_for(cfg, storage, create=False), host=host, port=port, artifact_store=artifact_store(cfg))
 
 
 @user_errors
@@ -65,7 +65,8 @@ def export_cmd(
     onnx: bool = typer.Option(True, help="Write ONNX and check it in onnxruntime (the export's memory peak; --no-onnx skips it)."),
     tflite: bool = typer.Option(False, help="Also write a LiteRT .tflite (litert-torch)."),
     coreml: bool = typer.Option(False, help="Also write a Core ML .mlpackage (coremltools)."),
-    storage: Optional[str] = typer.Option(None),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print what was exported (folder, source) as JSON on stdout."),
 ) -> None:
     """Export an architecture: description, weights, ONNX (checked), model card, hand-off for distillation."""
     from archlab.results.export import export_architecture, load_evolve_output, pick_trial
@@ -100,7 +101,8 @@ def export_cmd(
                       f"weights: {card['weights']}) to {out}")
     if "onnx_max_abs_diff" in card:
         err_console.print(f"ONNX vs PyTorch max abs difference: {card['onnx_max_abs_diff']:.2e}")
-    print(json.dumps({"out": str(out), **provenance}))
+    if as_json:
+        print(json.dumps({"out": str(out), **provenance, "params": card["params"], "gflops": card["gflops"]}))
 
 
 def _check_port(host: str, port: int) -> None:

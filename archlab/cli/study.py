@@ -11,9 +11,9 @@ from rich.table import Table
 
 from typing import List
 
-from archlab.cli.common import err_console, finite, out_console, quiet_optuna, user_errors
+from archlab.cli.common import STORAGE_HELP, err_console, finite, out_console, quiet_optuna, user_errors
 
-STORAGE_HELP = "SQLAlchemy URL (default: SQLite beside the study's outputs; postgresql://... for many machines)."
+
 from archlab.errors import ConfigError
 from archlab.files import check_output_file, check_output_folder, write_text
 
@@ -67,8 +67,8 @@ def run_cmd(
 @user_errors
 def pareto_cmd(
     study: Path = typer.Argument(..., help="The study file."),
-    storage: Optional[str] = typer.Option(None),
-    as_json: bool = typer.Option(False, "--json"),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else goes there)."),
 ) -> None:
     """The Pareto front (feasible trials) with standard errors, its hypervolume, and which members noise cannot tell apart."""
     from archlab.results.pareto import front_rows, noise_note, pareto
@@ -99,8 +99,9 @@ def pareto_cmd(
 @user_errors
 def trials_cmd(
     study: Path = typer.Argument(..., help="The study file."),
-    storage: Optional[str] = typer.Option(None),
-    csv: Path = typer.Option(..., help="Write every trial here as CSV."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    csv: Optional[Path] = typer.Option(None, help="Write every trial here as CSV."),
+    as_json: bool = typer.Option(False, "--json", help="Print every trial as JSON records on stdout."),
 ) -> None:
     """Export every trial (objectives, metrics with standard errors, choices, feasibility, errors) as CSV."""
     from archlab.results.pareto import trials_frame
@@ -108,11 +109,17 @@ def trials_cmd(
     from archlab.search.study import load_study
 
     quiet_optuna()
-    check_output_file(csv)
+    if csv is None and not as_json:
+        raise ConfigError("--csv", "give --csv FILE or --json")
+    if csv is not None:
+        check_output_file(csv)
     cfg = load_study(study)
     frame = trials_frame(load_existing(cfg, storage))
-    write_text(csv, frame.to_csv(index=False))
-    err_console.print(f"{len(frame)} trials -> {csv}")
+    if csv is not None:
+        write_text(csv, frame.to_csv(index=False))
+        err_console.print(f"{len(frame)} trials -> {csv}")
+    if as_json:
+        print(frame.to_json(orient="records", indent=2))
 
 
 @study_app.command("list")

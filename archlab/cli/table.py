@@ -24,7 +24,7 @@ MAX_PASSES_HELP = "With --settle: the most passes a model gets."
 @user_errors
 def keys_cmd(
     sources: List[str] = typer.Argument(..., help="Search spaces, presets or description files."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else goes there)."),
     show: bool = typer.Option(False, "--list", help="Print every key."),
 ) -> None:
     """How many distinct blocks the sources need against how many architectures they hold."""
@@ -55,9 +55,9 @@ def build_cmd(
                                  "On a shared VM, 1 repeats best for models under ~0.5 s (benchmarks/README.md, one thread)."),
     warmup: int = typer.Option(2, help="Untimed runs before timing each block."),
     repeats: int = typer.Option(8, help="Timed runs per block (over 2 interleaved passes)."),
-    calibrate: int = typer.Option(CALIBRATION_MODELS, help="Whole models timed to fit the overhead term, spread over the sizes of the first space (0: none)."),
+    calibrate: int = typer.Option(CALIBRATION_MODELS, "--calibration-models", "--calibrate", help="Whole models timed to fit the overhead term, spread over the sizes of the first space (0: none)."),
     calibration_seed: int = typer.Option(0, help="Seed for sampling the calibration models from the first space."),
-    batch: int = typer.Option(1),
+    batch: int = typer.Option(1, help="Batch size every block and model is timed at (part of the table's identity)."),
     cold: bool = typer.Option(False, help="Flush the CPU caches before every timed run of a block (weights cold, as in a whole model)."),
     allocator: Optional[str] = typer.Option(None, help="steady: freed memory stays in the process, so large buffers are not "
                                             "page-faulted in afresh on every run (glibc; torch-cpu's default); system: the C "
@@ -176,7 +176,7 @@ def vs_flops_cmd(
     samples: int = typer.Option(VERSUS_FLOPS_SAMPLES, help="Architectures to predict."),
     seed: int = typer.Option(0, help="Sampling seed."),
     max_params: Optional[float] = typer.Option(None, callback=finite, help="Only sample architectures with at most this many parameters."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else goes there)."),
 ) -> None:
     """How far the table's predictions stand from a FLOPs-only baseline's, before timing anything.
 
@@ -213,8 +213,8 @@ def flops_room(d: dict) -> str:
 def calibrate_cmd(
     table_file: str = typer.Argument(..., help="A table built by `archlab table build` on this machine."),
     space: Optional[str] = typer.Option(None, help="The space to sample calibration models from; default: the table's first source."),
-    models: int = typer.Option(CALIBRATION_MODELS, help="Whole models to time, at evenly spaced quantiles of parameter count."),
-    seed: int = typer.Option(0, help="Sampling seed for the calibration models."),
+    models: int = typer.Option(CALIBRATION_MODELS, "--calibration-models", "--models", help="Whole models to time, at evenly spaced quantiles of parameter count."),
+    seed: int = typer.Option(0, "--calibration-seed", "--seed", help="Sampling seed for the calibration models."),
     statistic: Optional[str] = typer.Option(None, help="Predict from block medians or minima (median | min); default: the table's."),
     repeats: int = typer.Option(8, help="Timed runs per model (over 2 interleaved passes)."),
     refit: bool = typer.Option(False, "--refit", help="Time nothing: fit again on the calibration models already timed "
@@ -262,7 +262,7 @@ def check_cmd(
     repeats: int = typer.Option(4, help="Timed runs per model and pass (after the table's warm-up runs)."),
     passes: int = typer.Option(CALIBRATION_PASSES, help="Interleaved passes over the models; the defaults time them as calibration does "
                                        "(the fastest of 8 runs over 2 passes)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else goes there)."),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Is this table true here? Compares fingerprints and re-times a few of its calibration models here (the drift)."""
@@ -306,11 +306,16 @@ def describe_overhead(table) -> str:
 
 @table_app.command("show")
 @user_errors
-def show_cmd(table_file: str = typer.Argument(..., help="A table file or a shipped table's name.")) -> None:
+def show_cmd(table_file: str = typer.Argument(..., help="A table file or a shipped table's name."),
+             as_json: bool = typer.Option(False, "--json", help="Print the metadata and row counts as one JSON object.")) -> None:
     """A table's metadata and a summary of its rows."""
     from archlab.cost.table import LatencyTable
 
     table = LatencyTable.load(table_file)
+    if as_json:
+        print(json.dumps({"metadata": table.metadata, "blocks": len(table),
+                          "kinds": {k: int(v) for k, v in table.rows["kind"].value_counts().items()}}, indent=2))
+        return
     meta = {k: v for k, v in table.metadata.items() if k != "overhead"}
     print(json.dumps(meta, indent=2))
     o = table.metadata.get("overhead")
@@ -325,8 +330,8 @@ def export_blocks_cmd(
     sources: List[str] = typer.Argument(..., help="Search spaces, presets or description files."),
     format: str = typer.Option(..., "--format", help="tflite (LiteRT, Android) or coreml (iOS)."),
     out: Path = typer.Option(..., help="Folder for the models and manifest.json."),
-    calibrate: int = typer.Option(0, help="Also export this many whole models to fit the overhead on the phone."),
-    calibration_seed: int = typer.Option(0),
+    calibrate: int = typer.Option(0, "--calibration-models", "--calibrate", help="Also export this many whole models to fit the overhead on the phone."),
+    calibration_seed: int = typer.Option(0, help="Seed of the calibration models sampled (with --calibrate)."),
 ) -> None:
     """One model file per distinct block, to time on a phone; docs/latency-tables.md (Phones) says how."""
     from archlab.progress import progress_bar

@@ -22,6 +22,7 @@ from archlab.arch.presets import preset
 from archlab.cost.predict import LATENCY, Predictor, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
 from archlab.files import write_text
+from archlab.quality import registry
 from archlab.results.pareto import complete, front_rows, is_feasible, noise_note, pareto, standard_error
 from archlab.search.study import StudyConfig
 
@@ -51,6 +52,35 @@ def _preset_value(name: str, metric: str, tables: dict[str, LatencyTable]) -> fl
     if kind == "gflops":
         return score.gflops
     return score.latency_ms[label]
+
+
+def axis_title(cfg: StudyConfig, name: str) -> str:
+    """An objective's axis title: its name, unit and what it is, and which way is better."""
+    o = next((o for o in cfg.objectives if o.name == name), None)
+    better = "" if o is None else ("lower is better" if o.direction == "minimize" else "higher is better")
+    kind, label = parse_metric(name)
+    if kind == LATENCY:
+        what = f"predicted latency on {label}, ms"
+    elif kind == "params":
+        what = "parameters"
+    elif kind == "gflops":
+        what = "GFLOPs"
+    elif registry.is_metric(kind):
+        what = registry.get(kind).summary
+    else:
+        what = ""
+    return f"{kind}: {what}; {better}" if what else f"{name} ({better})"
+
+
+# one hue per block kind, a shade per stage (light at the top of the down path, dark at the top of the up path)
+KIND_SCALES = {"resnet": "Blues", "transformer": "Oranges", "downsample": "Greens", "upsample": "Purples"}
+
+
+def block_colour(kind: str, stage: str, stages: list[str]) -> str:
+    from plotly.colors import sample_colorscale
+
+    position = stages.index(stage) / max(1, len(stages) - 1) if stage in stages else 0.5
+    return sample_colorscale(KIND_SCALES.get(kind, "Greys"), [0.35 + 0.6 * position])[0]
 
 
 def _error_bars(trials: list[optuna.trial.FrozenTrial], name: str) -> dict[str, Any] | None:
@@ -85,7 +115,8 @@ def front_figure(study: optuna.Study, cfg: StudyConfig, tables: dict[str, Latenc
         elif x is not None:
             fig.add_vline(x=x, line_dash="dash", line_color="#54a24b", annotation_text=name, annotation_position="top")
     fig.update_layout(title=f"{cfg.name}: {x_name} vs {y_name} (hypervolume {hv:.4g}); bars: ±1 standard error",
-                      xaxis_title=x_name, yaxis_title=y_name, template="plotly_white", height=520)
+                      xaxis_title=axis_title(cfg, x_name), yaxis_title=axis_title(cfg, y_name), template="plotly_white",
+                      height=520, margin={"t": 70})
     return fig
 
 
@@ -104,27 +135,65 @@ def breakdown_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure | None:
             groups.setdefault(label, {})
             groups[label][t.number] = groups[label].get(t.number, 0.0) + ms
     trials = [f"trial {t.number}" for t in front]
+    stage_order = sorted({g.split()[0] for g in groups}, key=_stage_rank)
     fig = go.Figure()
-    for label in sorted(groups, key=lambda g: (g.split()[0].rstrip("0123456789"), g)):
-        fig.add_trace(go.Bar(name=label, x=trials, y=[groups[label].get(t.number, 0.0) for t in front]))
+    for label in sorted(groups, key=lambda g: (_stage_rank(g.split()[0]), g)):
+        stage, kind = label.split()[0], label.split()[1]
+        fig.add_trace(go.Bar(name=label, x=trials, y=[groups[label].get(t.number, 0.0) for t in front],
+                             marker_color=block_colour(kind, stage, stage_order)))
     fig.update_layout(barmode="stack", title=f"Per-block latency of the front's designs ({key.split('.', 1)[1]}), by stage and block kind",
                       yaxis_title="ms (block figures, before the overhead term)", template="plotly_white", height=520)
     return fig
 
 
 def history_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure:
+    """Each objective per trial, and its best so far among feasible trials (a line)."""
     fig = go.Figure()
     done = complete(study)
     for i, o in enumerate(cfg.objectives):
-        fig.add_trace(go.Scatter(x=[t.number for t in done], y=[t.values[i] for t in done], mode="markers+lines",
-                                 error_y=_error_bars(done, o.name), name=o.name, yaxis="y" if i == 0 else f"y{i + 1}"))
-    layout: dict[str, Any] = {"title": "Optimisation history", "xaxis_title": "trial", "template": "plotly_white", "height": 420,
-                              "yaxis": {"title": cfg.objectives[0].name}}
+        axis = "y" if i == 0 else f"y{i + 1}"
+        fig.add_trace(go.Scatter(x=[t.number for t in done], y=[t.values[i] for t in done], mode="markers",
+                                 error_y=_error_bars(done, o.name), name=o.name, yaxis=axis))
+        best, xs, ys = None, [], []
+        for t in done:
+            if is_feasible(t) and (best is None or (t.values[i] < best if o.direction == "minimize" else t.values[i] > best)):
+                best = t.values[i]
+            if best is not None:
+                xs.append(t.number)
+                ys.append(best)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name=f"{o.name}: best so far (feasible)",
+                                 yaxis=axis))
+    layout: dict[str, Any] = {"title": "Optimisation history", "xaxis_title": "trial", "template": "plotly_white", "height": 460,
+                              "margin": {"t": 80, "r": 80 * len(cfg.objectives)},
+                              "yaxis": {"title": axis_title(cfg, cfg.objectives[0].name), "automargin": True}}
     for i, o in enumerate(cfg.objectives[1:], start=2):
-        layout[f"yaxis{i}"] = {"title": o.name, "overlaying": "y", "side": "right", "anchor": "free" if i > 2 else "x",
-                               "autoshift": True}
+        layout[f"yaxis{i}"] = {"title": axis_title(cfg, o.name), "overlaying": "y", "side": "right",
+                               "anchor": "free" if i > 2 else "x", "autoshift": True, "automargin": True}
     fig.update_layout(**layout)
     return fig
+
+
+def _stage_rank(stage: str) -> tuple[int, int]:
+    """down0 .. downN, mid, upN .. up0: the order a UNet runs its stages."""
+    if stage.startswith("down"):
+        return (0, int(stage[4:]))
+    if stage == "mid":
+        return (1, 0)
+    return (2, -int(stage[2:])) if stage.startswith("up") else (3, 0)
+
+
+def _samples_cell(trial_number: int, study: optuna.Study, cfg: StudyConfig) -> str:
+    """The trial's sample grid (its Optuna artifact), inline, or a dash."""
+    import base64
+    import os
+
+    trial = study.trials[trial_number]
+    artifact = trial.user_attrs.get("samples_artifact")
+    path = os.path.join(cfg.out_dir, "artifacts", artifact) if artifact else None
+    if not path or not os.path.isfile(path):
+        return "-"
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="height:96px" alt="samples of trial {trial_number}">'
 
 
 def _cell(row: dict[str, Any], name: str) -> str:
@@ -142,7 +211,8 @@ def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path
     names = [o.name for o in cfg.objectives]
     rows = "".join(
         f"<tr><td>{r['trial']}</td>" + "".join(f"<td>{_cell(r, n)}</td>" for n in names)
-        + f"<td>{', '.join(map(str, r['not_distinguishable_from'])) or '-'}</td><td>{html.escape(r['summary'])}</td></tr>"
+        + f"<td>{', '.join(map(str, r['not_distinguishable_from'])) or '-'}</td><td>{html.escape(r['summary'])}</td>"
+        + f"<td>{_samples_cell(r['trial'], study, cfg)}</td></tr>"
         for r in front_rows(front, cfg))
     body = "\n".join(f.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot{i}") for i, f in enumerate(figures))
     page = f"""<!DOCTYPE html>
@@ -156,7 +226,7 @@ hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r 
 Quality figures are shown ± one standard error. "Not distinguishable from" lists the front members that are as good
 on every objective within two combined standard errors: the data does not show this design beating them.
 {html.escape(noise_note(cfg)) if cfg.needs_proxy else ""}</p>
-<table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>not distinguishable from</th><th>architecture</th></tr>{rows}</table>
+<table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>not distinguishable from</th><th>architecture</th><th>samples</th></tr>{rows}</table>
 {body}
 </body></html>"""
     return write_text(out, page)

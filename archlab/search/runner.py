@@ -38,6 +38,16 @@ from archlab.search.study import StudyConfig, constraint_values, table_label
 
 
 CREATE_ATTEMPTS = 4  # tries when another process is creating the same new database
+SAMPLE_CAPTIONS = 4  # samples kept per trial (an Optuna artifact): a few forward passes of a proxy
+
+
+def artifact_store(cfg: StudyConfig) -> Any:
+    """The study's artifact store: files under ``<out>/artifacts`` (optuna-dashboard and the report read them)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    folder = os.path.join(cfg.out_dir, "artifacts")
+    os.makedirs(folder, exist_ok=True)
+    return FileSystemArtifactStore(folder)
 
 
 def storage_for(cfg: StudyConfig, url: str | None = None, *, create: bool = True) -> optuna.storages.RDBStorage:
@@ -118,9 +128,30 @@ class TrialEvaluator:
             attrs[f"block_latency.{table.label}"] = [[b.site.name, round(b.ms[table.label], 3)] for b in c.blocks]
         return values, attrs
 
-    def quality(self, desc: Description, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
-        judged = self.pipeline.judge(desc, metrics=self.cfg.quality_metrics, seed=seed, progress=False)
-        return judged.flat(), {"proxy": judged.report()}
+    def quality(self, desc: Description, seed: int, trial: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
+        """The proxy's metrics; with ``trial``, a small grid of its samples kept as the trial's artifact."""
+        judged = self.pipeline.judge(desc, metrics=self.cfg.quality_metrics, seed=seed, progress=False, keep_model=True)
+        attrs: dict[str, Any] = {"proxy": judged.report()}
+        if trial is not None:
+            attrs["samples_artifact"] = self.keep_samples(trial, judged.model)
+        return judged.flat(), attrs
+
+    def keep_samples(self, trial: Any, model: Any) -> str:
+        """Sample ``SAMPLE_CAPTIONS`` held-out captions (the same for every trial) and upload the grid as an Optuna
+        artifact (a file store beside the study's outputs); its id. Costs a few forward passes of the proxy."""
+        import tempfile
+
+        from optuna.artifacts import upload_artifact
+
+        from archlab.quality.samples import generate, grid, save_png
+
+        side = model.description.resolution
+        captions = [c for _, c in self.pipeline.data(side).items[:SAMPLE_CAPTIONS]]
+        pixels = generate(self.pipeline, model, captions)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_png(grid(pixels, captions), os.path.join(tmp, f"trial{trial.number}-samples.png"))
+            return upload_artifact(artifact_store=artifact_store(self.cfg), file_path=str(path), study_or_trial=trial,
+                                   mimetype="image/png")
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         choices, desc = self.space.suggest(trial)
@@ -132,7 +163,7 @@ class TrialEvaluator:
                 attrs["quality_skipped"] = True
             else:
                 try:  # every candidate trains with the same seed: the same batches, timesteps and noise
-                    quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed)
+                    quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed, trial=trial)
                 except Exception as exc:
                     trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
                     raise
