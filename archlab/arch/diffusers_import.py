@@ -43,7 +43,7 @@ _REQUIRED_VALUES: dict[str, tuple[Any, ...]] = {
     "flip_sin_to_cos": (True,),
     "freq_shift": (0,),
     "mid_block_scale_factor": (1, 1.0),
-    "mid_block_type": ("UNetMidBlock2DCrossAttn",),
+    "mid_block_type": ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D"),
     "norm_eps": (1e-5,),
     "only_cross_attention": (False,),
     "resnet_time_scale_shift": ("default",),
@@ -62,6 +62,10 @@ def _per_level(config: Mapping[str, Any], key: str, levels: int, default: Any = 
             raise ConfigError(f"config.{key}", f"has {len(value)} entries for {levels} levels")
         return list(value)
     return [value] * levels
+
+
+def _first(entry: Any) -> int:
+    return entry[0] if isinstance(entry, (list, tuple)) else entry
 
 
 def description_from_diffusers_config(config: Mapping[str, Any], name: str = "diffusers") -> Description:
@@ -86,32 +90,47 @@ def description_from_diffusers_config(config: Mapping[str, Any], name: str = "di
     layers_per_block = _per_level(config, "layers_per_block", n, 2)
     heads = _per_level(config, "num_attention_heads", n) if config.get("num_attention_heads") else _per_level(config, "attention_head_dim", n, 8)
     t_layers = _per_level(config, "transformer_layers_per_block", n, 1)
-    if config.get("reverse_transformer_layers_per_block") is not None:
-        raise ConfigError("config.reverse_transformer_layers_per_block", "is not supported")
+    reverse = config.get("reverse_transformer_layers_per_block")
+    if reverse is not None and (not isinstance(reverse, (list, tuple)) or len(reverse) != n):
+        raise ConfigError("config.reverse_transformer_layers_per_block", f"must list one entry per up block ({n})")
     projection = "linear" if config.get("use_linear_projection", False) else "conv"
 
-    def attn(level: int) -> TransformerBlock:
-        return TransformerBlock(layers=t_layers[level], heads=heads[level], projection=projection)
+    def attn(level: int, layers: int | None = None) -> TransformerBlock:
+        return TransformerBlock(layers=layers if layers is not None else _first(t_layers[level]), heads=heads[level],
+                                projection=projection)
+
+    def per_block(entry: Any, count: int, where: str) -> list[int]:
+        values = list(entry) if isinstance(entry, (list, tuple)) else [entry] * count
+        if len(values) != count or not all(isinstance(v, int) and v >= 1 for v in values):
+            raise ConfigError(where, f"{entry!r} must give {count} positive layer counts")
+        return values
 
     stages: list[Stage] = []
     for level in range(n):
         cross = down_types[level] == "CrossAttnDownBlock2D"
         blocks: list[Any] = []
-        for _ in range(layers_per_block[level]):
+        depths = per_block(t_layers[level], layers_per_block[level], f"config.transformer_layers_per_block[{level}]")
+        for j in range(layers_per_block[level]):
             blocks.append(ResnetBlock())
             if cross:
-                blocks.append(attn(level))
+                blocks.append(attn(level, depths[j]))
         if level < n - 1:
             blocks.append(Downsample())
         stages.append(Stage(f"down{level}", tuple(blocks)))
-    stages.append(Stage("mid", (ResnetBlock(), attn(n - 1), ResnetBlock())))
+    if config.get("mid_block_type", "UNetMidBlock2DCrossAttn") == "UNetMidBlock2D":
+        stages.append(Stage("mid", (ResnetBlock(), ResnetBlock())))
+    else:
+        stages.append(Stage("mid", (ResnetBlock(), attn(n - 1), ResnetBlock())))
     for i, kind in enumerate(up_types):
         level = n - 1 - i
         blocks = []
-        for _ in range(layers_per_block[level] + 1):
+        count = layers_per_block[level] + 1
+        entry = reverse[i] if reverse is not None else t_layers[level]
+        depths = per_block(entry, count, f"config.reverse_transformer_layers_per_block[{i}]")
+        for j in range(count):
             blocks.append(ResnetBlock())
             if kind == "CrossAttnUpBlock2D":
-                blocks.append(attn(level))
+                blocks.append(attn(level, depths[j]))
         if level > 0:
             blocks.append(Upsample())
         stages.append(Stage(f"up{level}", tuple(blocks)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -65,6 +65,8 @@ def export_cmd(
     onnx: bool = typer.Option(True, help="Write ONNX and check it in onnxruntime (the export's memory peak; --no-onnx skips it)."),
     tflite: bool = typer.Option(False, help="Also write a LiteRT .tflite (litert-torch)."),
     coreml: bool = typer.Option(False, help="Also write a Core ML .mlpackage (coremltools)."),
+    formats: Optional[List[str]] = typer.Option(None, "--format", help="Also write this format (repeatable): diffusers "
+                                                "(a UNet2DConditionModel folder), onnx, tflite, coreml."),
     storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print what was exported (folder, source) as JSON on stdout."),
 ) -> None:
@@ -72,6 +74,12 @@ def export_cmd(
     from archlab.results.export import export_architecture, load_evolve_output, pick_trial
 
     check_output_folder(out)
+    known = ("diffusers", "onnx", "tflite", "coreml")
+    for f in formats or ():
+        if f not in known:
+            raise ConfigError("--format", f"{f!r} is not one of {', '.join(known)}")
+    formats = set(formats or ())
+    tflite, coreml = tflite or "tflite" in formats, coreml or "coreml" in formats
     if trial is not None and pick is not None:
         raise ConfigError("--trial/--pick", "give one of them, not both")
     if pick is not None and not pick.strip():
@@ -96,7 +104,8 @@ def export_cmd(
 
         desc, metrics, provenance = resolve(str(source)), {}, {"description": str(source)}
     card = export_architecture(desc, out, provenance=provenance, metrics=metrics, weights=weights,
-                               from_diffusers=from_diffusers, onnx=onnx, tflite=tflite, coreml=coreml)
+                               from_diffusers=from_diffusers, onnx=onnx or "onnx" in formats, tflite=tflite,
+                               coreml=coreml, diffusers="diffusers" in formats)
     err_console.print(f"exported {desc.name} ({card['params'] / 1e6:.1f}M params, {card['gflops']:.1f} GFLOPs, "
                       f"weights: {card['weights']}) to {out}")
     if "onnx_max_abs_diff" in card:

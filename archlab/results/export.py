@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from archlab import resources
 from archlab.arch.builder import UNet, build
 from archlab.arch.description import Description
+from archlab.arch.diffusers_export import diffusers_config, export_diffusers
 from archlab.arch.diffusers_import import diffusers_prefixes, read_description, read_weights
 from archlab.convert import ForwardWrapper, example_inputs, export_coreml, export_onnx, export_tflite, missing_modules
 from archlab.cost.keys import block_specs
@@ -186,7 +187,7 @@ def write_handoff(out: Path, origin: str) -> None:
 def export_architecture(desc: Description, out: str | Path, *, provenance: dict[str, Any] | None = None,
                         metrics: dict[str, Any] | None = None, weights: Mapping[str, torch.Tensor] | None = None,
                         from_diffusers: str | Path | None = None, onnx: bool = True, tflite: bool = False, coreml: bool = False,
-                        seed: int = 0) -> dict[str, Any]:
+                        diffusers: bool = False, seed: int = 0) -> dict[str, Any]:
     """Write everything for one architecture into ``out``; returns the model card as a dict.
 
     Weights: ``weights`` (a state dict of this description's UNet, e.g. an evolved
@@ -196,6 +197,8 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
     export leaves ``out`` as it was. An export the machine's free memory cannot hold is refused
     before anything is built (:func:`memory_needed`).
     """
+    if diffusers:
+        diffusers_config(desc)  # refused in one line, before anything is built, when diffusers cannot express it
     need, have = memory_needed(desc, onnx=onnx), available_memory()
     if have is not None and need > have:
         raise ConfigError("export", f"{desc.name} needs about {need / 2**30:.1f} GB of memory to export "
@@ -203,12 +206,12 @@ def export_architecture(desc: Description, out: str | Path, *, provenance: dict[
                           "free memory" + (" or pass --no-onnx" if onnx else ""))
     with staged_folder(out) as stage:
         return _write_export(desc, stage, provenance=provenance, metrics=metrics, weights=weights,
-                             from_diffusers=from_diffusers, onnx=onnx, tflite=tflite, coreml=coreml, seed=seed)
+                             from_diffusers=from_diffusers, onnx=onnx, tflite=tflite, coreml=coreml, diffusers=diffusers, seed=seed)
 
 
 def _write_export(desc: Description, out: Path, *, provenance: dict[str, Any] | None, metrics: dict[str, Any] | None,
                   weights: Mapping[str, torch.Tensor] | None, from_diffusers: str | Path | None, onnx: bool, tflite: bool,
-                  coreml: bool, seed: int) -> dict[str, Any]:
+                  coreml: bool, diffusers: bool, seed: int) -> dict[str, Any]:
     (out / "description.yaml").write_text(desc.to_yaml())
     (out / "description.json").write_text(desc.to_json())
     torch.manual_seed(seed)
@@ -236,6 +239,9 @@ def _write_export(desc: Description, out: Path, *, provenance: dict[str, Any] | 
     if inheritance is not None:
         card["inherited_blocks"] = [{"block": a, "from": b} for a, b in inheritance.copied]
         card["fresh_blocks"] = inheritance.fresh
+    if diffusers:  # a UNet2DConditionModel folder: from_pretrained(out / "diffusers")
+        export_diffusers(model, out / "diffusers")
+        card["diffusers"] = "diffusers/ (UNet2DConditionModel.from_pretrained)"
     wrapper, inputs = ForwardWrapper(model).eval(), example_inputs(desc, seed=seed)  # the one model: no second copy
     if tflite:
         export_tflite(wrapper, inputs, out / "model.tflite")
