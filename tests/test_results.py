@@ -48,7 +48,7 @@ def test_report_renders_in_headless_chromium(finished, tmp_path):
     report = write_report(study, cfg, tmp_path / "report.html")
     text = report.read_text()
     assert "data:image/png;base64," in text  # each front member's sample grid, inline
-    assert "lower is better" in text and "held-out denoising loss" in text  # axes say what and which way
+    assert "lower is better" in text and "held-out denoising loss" in text  # axes say which way, the page what
     assert not re.findall(r"<script[^>]*\bsrc=", text)  # plotly.js is inline: self-contained, opens offline
     chromium = _chromium()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -55,21 +55,19 @@ def _preset_value(name: str, metric: str, tables: dict[str, LatencyTable]) -> fl
 
 
 def axis_title(cfg: StudyConfig, name: str) -> str:
-    """An objective's axis title: its name, unit and what it is, and which way is better."""
+    """An objective's axis title: its name, unit, and which way is better (what a quality metric is: under the page's
+    table, :func:`metric_notes`)."""
     o = next((o for o in cfg.objectives if o.name == name), None)
     better = "" if o is None else ("lower is better" if o.direction == "minimize" else "higher is better")
     kind, label = parse_metric(name)
-    if kind == LATENCY:
-        what = f"predicted latency on {label}, ms"
-    elif kind == "params":
-        what = "parameters"
-    elif kind == "gflops":
-        what = "GFLOPs"
-    elif registry.is_metric(kind):
-        what = registry.get(kind).summary
-    else:
-        what = ""
-    return f"{kind}: {what}; {better}" if what else f"{name} ({better})"
+    unit = {LATENCY: f"ms on {label}", "params": "parameters", "gflops": "GFLOPs"}.get(kind)
+    return f"{kind} ({unit}; {better})" if unit else f"{name} ({better})"
+
+
+def metric_notes(cfg: StudyConfig) -> str:
+    """One line per quality objective: what it measures."""
+    return " ".join(f"<b>{html.escape(o.name)}</b>: {html.escape(registry.get(o.name).summary)}."
+                    for o in cfg.objectives if registry.is_metric(o.name))
 
 
 # one hue per block kind, a shade per stage (light at the top of the down path, dark at the top of the up path)
@@ -115,8 +113,9 @@ def front_figure(study: optuna.Study, cfg: StudyConfig, tables: dict[str, Latenc
         elif x is not None:
             fig.add_vline(x=x, line_dash="dash", line_color="#54a24b", annotation_text=name, annotation_position="top")
     fig.update_layout(title=f"{cfg.name}: {x_name} vs {y_name} (hypervolume {hv:.4g}); bars: ±1 standard error",
-                      xaxis_title=axis_title(cfg, x_name), yaxis_title=axis_title(cfg, y_name), template="plotly_white",
-                      height=520, margin={"t": 70})
+                      xaxis_title=axis_title(cfg, x_name), yaxis={"title": axis_title(cfg, y_name), "automargin": True},
+                      template="plotly_white", height=520, margin={"t": 70},
+                      legend={"orientation": "h", "y": -0.2})
     return fig
 
 
@@ -163,8 +162,8 @@ def history_figure(study: optuna.Study, cfg: StudyConfig) -> go.Figure:
                 ys.append(best)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name=f"{o.name}: best so far (feasible)",
                                  yaxis=axis))
-    layout: dict[str, Any] = {"title": "Optimisation history", "xaxis_title": "trial", "template": "plotly_white", "height": 460,
-                              "margin": {"t": 80, "r": 80 * len(cfg.objectives)},
+    layout: dict[str, Any] = {"title": "Optimisation history", "xaxis_title": "trial", "template": "plotly_white", "height": 500,
+                              "margin": {"t": 80}, "legend": {"orientation": "h", "y": -0.25},
                               "yaxis": {"title": axis_title(cfg, cfg.objectives[0].name), "automargin": True}}
     for i, o in enumerate(cfg.objectives[1:], start=2):
         layout[f"yaxis{i}"] = {"title": axis_title(cfg, o.name), "overlaying": "y", "side": "right",
@@ -225,7 +224,7 @@ def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path
 hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r in zip(names, ref))}.
 Quality figures are shown ± one standard error. "Not distinguishable from" lists the front members that are as good
 on every objective within two combined standard errors: the data does not show this design beating them.
-{html.escape(noise_note(cfg)) if cfg.needs_proxy else ""}</p>
+{html.escape(noise_note(cfg)) if cfg.needs_proxy else ""} {metric_notes(cfg)}</p>
 <table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>not distinguishable from</th><th>architecture</th><th>samples</th></tr>{rows}</table>
 {body}
 </body></html>"""

@@ -154,6 +154,26 @@ class TrialEvaluator:
                                    mimetype="image/png")
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        try:
+            return self._evaluate(trial)
+        except Exception as exc:  # recorded with the failed trial; the study goes on
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            raise
+
+    def check_tables(self) -> None:
+        """Refuse, before the first trial, a latency table that lacks blocks of the study's space."""
+        from archlab.cost.keys import distinct_specs
+
+        keys = distinct_specs(self.space.iter_stage_variants(), batch=1)
+        for table in self.tables:
+            batch, dtype = int(table.metadata["batch"]), str(table.metadata["dtype"])
+            wanted = keys if (batch, dtype) == (1, "float32") else distinct_specs(self.space.iter_stage_variants(), batch=batch, dtype=dtype)
+            missing = [k for k in wanted if k not in table]
+            if missing:
+                raise ConfigError(f"objectives: {table.reference}", f"lacks {len(missing)} of the {len(wanted)} blocks of the space "
+                                  f"{self.space.name}; build a table for it (`archlab table build {self.space.name} ...`)")
+
+    def _evaluate(self, trial: optuna.Trial) -> tuple[float, ...]:
         choices, desc = self.space.suggest(trial)
         trial.set_user_attr("description", desc.to_dict())
         values, attrs = self.cheap(desc)
@@ -161,12 +181,8 @@ class TrialEvaluator:
             if any(v > 0 for v in self._cheap_constraints(values)):
                 values.update({m: registry.get(m).worst for m in self.cfg.quality_metrics})
                 attrs["quality_skipped"] = True
-            else:
-                try:  # every candidate trains with the same seed: the same batches, timesteps and noise
-                    quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed, trial=trial)
-                except Exception as exc:
-                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                    raise
+            else:  # every candidate trains with the same seed: the same batches, timesteps and noise
+                quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed, trial=trial)
                 values.update(quality)
                 attrs.update(qattrs)
         record(trial, values, attrs, self.cfg, desc)
@@ -225,6 +241,7 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, until: int | None = 
     study = open_study(cfg, url)
     target = until or cfg.budget.trials
     evaluator = TrialEvaluator(cfg)
+    evaluator.check_tables()
     if cfg.needs_proxy and cfg.quality.amortised.kind != "none":
         evaluator.pipeline.prepare(progress=progress)  # once per study, kept under <out>/amortised; a second worker waits
     callbacks = []
