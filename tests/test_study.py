@@ -62,11 +62,11 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
     calls = {"n": 0}
     original = runner.TrialEvaluator.quality
 
-    def flaky(self, desc, seed):
+    def flaky(self, desc, seed, trial=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise FloatingPointError("loss is nan at step 3")
-        return original(self, desc, seed)
+        return original(self, desc, seed, trial)
 
     monkeypatch.setattr(runner.TrialEvaluator, "quality", flaky)
     study = run_study(load_study(_study(tmp_path)), progress=False)
