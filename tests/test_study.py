@@ -242,3 +242,41 @@ def test_opening_a_new_database_that_another_process_is_creating_retries_then_sa
     with pytest.raises(ConfigError, match="storage.*UNIQUE constraint failed"):
         runner.storage_for(cfg)
     assert len(calls) == runner.CREATE_ATTEMPTS
+
+
+@pytest.mark.slow
+def test_four_workers_through_a_grpc_proxy_survive_a_kill_minus_9(tmp_path, postgres_url):
+    """One command: a gRPC storage proxy in front of PostgreSQL and four workers; one worker is killed mid-trial.
+    Every trial is distinct, the killed trial is queued again and completed, and no architecture is trained twice."""
+    pytest.importorskip("grpc")
+    path = _study(tmp_path, name=f"grpc-{os.getpid()}", budget={"trials": 10}, constraints=[],
+                  quality={"proxy": {"width": 1.0, "resolution": 16}, "device": "cpu", "train": {"steps": 60, "batch": 4, "threads": 1},
+                           "eval": {"heldout": 4, "samples": 4, "ddim_steps": 2}})
+    cfg = load_study(path)
+    cmd = [sys.executable, "-m", "archlab.cli", "study", "run", str(path), "--storage", postgres_url, "--workers", "4",
+           "--grpc", "--no-progress"]
+    log = open(tmp_path / "run.log", "w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    killed = None
+    deadline = time.time() + 240
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        try:
+            study = optuna.load_study(study_name=cfg.name, storage=postgres_url)
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except Exception:
+            continue
+        victim = next((t for t in running if t.user_attrs.get("worker") and "description" in t.user_attrs), None)
+        if victim is not None:
+            os.kill(victim.user_attrs["worker"], signal.SIGKILL)
+            killed = victim.number
+    assert killed is not None, "a worker was seen running a trial"
+    assert proc.wait(timeout=300) == 0, open(tmp_path / "run.log").read()[-3000:]
+    study = optuna.load_study(study_name=cfg.name, storage=postgres_url)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) >= 10
+    assert len({tuple(sorted(t.params.items())) for t in done}) == len(done)  # no architecture evaluated twice
+    victim = study.trials[killed]
+    assert victim.state == optuna.trial.TrialState.FAIL and "died" in victim.user_attrs["error"]
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == killed]
+    assert retry and retry[0].state == optuna.trial.TrialState.COMPLETE and retry[0].params == victim.params

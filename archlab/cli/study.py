@@ -30,6 +30,8 @@ def run_cmd(
     timeout: Optional[float] = typer.Option(None, callback=finite, help="Stop starting trials after this many seconds (default: the file's budget.timeout_s)."),
     enqueue: Optional[List[str]] = typer.Option(None, "--enqueue", help="A preset or description file to evaluate first (repeatable; must be a member of the space)."),
     workers: int = typer.Option(1, help="Worker processes on this machine, all on the same storage."),
+    grpc: bool = typer.Option(False, "--grpc", help="Workers reach the storage through a gRPC storage proxy this command runs "
+                                                    "(for many workers on PostgreSQL); a dead worker's trials are queued again."),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Run (or resume) a study until it holds its budget of complete trials (or --n-trials more, or --until N)."""
@@ -50,7 +52,7 @@ def run_cmd(
     cfg = load_study(study)
     check_output_folder(cfg.out_dir)
     result = run_study(cfg, url=storage, n_trials=n_trials, until=until, timeout=timeout, workers=workers,
-                       enqueue=tuple(enqueue or ()), progress=progress)
+                       enqueue=tuple(enqueue or ()), grpc=grpc, progress=progress)
     front, hv, _ = pareto(result, cfg)
     err_console.print(f"{cfg.name}: {completed(result)} complete trials, Pareto front of {len(front)}, hypervolume {hv:.4g}; "
                       f"storage {(storage or cfg.storage_url).split('@')[-1]}")
@@ -189,3 +191,23 @@ def _storage_url(url: str):
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
         raise ConfigError("--storage", f"cannot open {url.split('@')[-1]}: {str(exc).splitlines()[0]}") from None
+
+
+@study_app.command("serve")
+@user_errors
+def serve_cmd(
+    study: Path = typer.Argument(..., help="The study file whose storage to serve."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 127.0.0.1 unless workers on other machines need it."),
+    port: int = typer.Option(13000, help="Port to listen on."),
+) -> None:
+    """Run a gRPC storage proxy for the study's storage; workers elsewhere run with --storage grpc://HOST:PORT."""
+    from archlab.search.grpc_workers import serve
+    from archlab.search.runner import storage_for
+    from archlab.search.study import load_study
+
+    quiet_optuna()
+    cfg = load_study(study)
+    url = storage or cfg.storage_url
+    err_console.print(f"gRPC storage proxy for {url.split('@')[-1]} on {host}:{port} (Ctrl-C stops it)")
+    serve(storage_for(cfg, url), host, port)

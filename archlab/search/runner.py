@@ -51,8 +51,13 @@ def artifact_store(cfg: StudyConfig) -> Any:
 
 
 def storage_for(cfg: StudyConfig, url: str | None = None, *, create: bool = True) -> optuna.storages.RDBStorage:
-    """The study's storage. ``create=False`` (read-only commands) never creates a database file."""
+    """The study's storage. ``create=False`` (read-only commands) never creates a database file; ``grpc://HOST:PORT``
+    is a gRPC storage proxy (:mod:`archlab.search.grpc_workers`)."""
     url = url or cfg.storage_url
+    if url.startswith("grpc://"):
+        from archlab.search.grpc_workers import proxy_storage
+
+        return proxy_storage(url)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if not create and not os.path.isfile(path):
@@ -174,7 +179,14 @@ class TrialEvaluator:
                                   f"{self.space.name}; build a table for it (`archlab table build {self.space.name} ...`)")
 
     def _evaluate(self, trial: optuna.Trial) -> tuple[float, ...]:
+        trial.set_user_attr("worker", os.getpid())  # which process runs it: a dead worker's trials are queued again
         choices, desc = self.space.suggest(trial)
+        twin = next((t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                                  optuna.trial.TrialState.RUNNING))
+                     if t.number < trial.number and t.params == trial.params), None)
+        if twin is not None:  # never evaluate one architecture twice (workers, or a sampler proposing it again)
+            trial.set_user_attr("duplicate_of", twin.number)
+            raise optuna.TrialPruned(f"the same architecture as trial {twin.number}")
         trial.set_user_attr("description", desc.to_dict())
         values, attrs = self.cheap(desc)
         if self.cfg.needs_proxy:
@@ -268,12 +280,14 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, until: int | None = 
 
 
 def run_study(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None = None, until: int | None = None,
-              timeout: float | None = None, workers: int = 1, enqueue: tuple[str, ...] = (), progress: bool = True) -> optuna.Study:
+              timeout: float | None = None, workers: int = 1, enqueue: tuple[str, ...] = (), grpc: bool = False,
+              progress: bool = True) -> optuna.Study:
     """Run (or resume) a study with the search its file names (:mod:`archlab.search.searches`).
 
     ``n_trials``: as Optuna means it, this many more complete trials; ``until``: until the study holds this
     many complete trials (default: the file's ``budget.trials``); ``timeout``: seconds (default: the file's);
-    ``enqueue``: presets or description files evaluated first (each must be a member of the study's space)."""
+    ``enqueue``: presets or description files evaluated first (each must be a member of the study's space);
+    ``grpc``: the workers reach the storage through a gRPC storage proxy this process runs."""
     from archlab.search.searches import search_for
 
     if n_trials is not None or enqueue:
@@ -283,6 +297,12 @@ def run_study(cfg: StudyConfig, *, url: str | None = None, n_trials: int | None 
         space = load_space(cfg.space)
         for name in enqueue:
             study.enqueue_trial(space.encode(resolve(name)), skip_if_exists=True)
+    if grpc:
+        if cfg.sampler.kind == "evolve":
+            raise ConfigError("--grpc", "the evolving search runs in one process; --grpc serves sampled studies")
+        from archlab.search.grpc_workers import run_grpc_workers
+
+        return run_grpc_workers(cfg, url or cfg.storage_url, workers=workers, until=until, timeout=timeout)
     return search_for(cfg.sampler.kind).run(cfg, url=url, until=until, timeout=timeout, workers=workers, progress=progress)
 
 

@@ -59,7 +59,7 @@ class OptunaSearch(Search):
             return run_worker(cfg, url=url, until=until, timeout=timeout, progress=progress)
         open_study(cfg, url)  # create it once, before the workers race to
         context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked threads or open connections
-        procs = [context.Process(target=_worker_process, args=(cfg, url, until, timeout)) for _ in range(workers)]
+        procs = [context.Process(target=worker_process, args=(cfg, url, until, timeout, i)) for i in range(workers)]
         for p in procs:
             p.start()
         for p in procs:
@@ -70,9 +70,17 @@ class OptunaSearch(Search):
         return open_study(cfg, url)
 
 
-def _worker_process(cfg: Any, url: str | None, until: int | None, timeout: float | None) -> None:
+def worker_process(cfg: Any, url: str | None, until: int | None, timeout: float | None, index: int) -> None:
+    """One worker process: its own sampler seed (workers with one seed would all propose the same candidates),
+    Optuna's per-trial lines off as on the command line."""
+    import dataclasses
+    import warnings
+
     from archlab.search.runner import run_worker
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    cfg = dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, seed=cfg.sampler.seed + index))
     run_worker(cfg, url=url, until=until, timeout=timeout, progress=False)
 
 
