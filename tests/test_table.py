@@ -674,3 +674,27 @@ def test_a_table_older_than_the_allocator_field_was_timed_with_the_systems_and_r
                                  "--calibrate", "0", "--no-progress"])
     assert result.exit_code == 2 and "allocator: 'fast' is not allowed; allowed: steady, system" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "new.csv").exists()  # refused before anything was written
+
+
+def test_every_table_in_the_repository_reads_into_typed_metadata(tmp_path):
+    """Shipped tables and the benchmark's kept tables read into TableMeta; an unknown metadata field is refused."""
+    import glob
+    import os
+
+    from archlab.cost.table_meta import TableMeta
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    paths = glob.glob(os.path.join(root, "archlab/resources/latency_tables/*.csv")) + \
+        glob.glob(os.path.join(root, "benchmarks/results/tables/*.csv"))
+    assert len(paths) >= 10
+    for path in paths:
+        meta = LatencyTable.read(path).meta
+        assert isinstance(meta, TableMeta) and meta.batch == 1 and meta.identity["device"]
+        assert meta.timing.statistic in ("median", "min")
+    shipped = LatencyTable.load("x86-2core_torch-cpu")
+    first, rest = shipped.path.read_text().split("\n", 1)
+    data = json.loads(first[len(MAGIC):])
+    data["colour"] = "blue"
+    (tmp_path / "t.csv").write_text(MAGIC + json.dumps(data) + "\n" + rest)
+    with pytest.raises(ConfigError, match="metadata.colour: unknown field"):
+        LatencyTable.read(tmp_path / "t.csv")

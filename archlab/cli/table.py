@@ -83,8 +83,7 @@ def build_cmd(
         table = open_for_build(str(out), runtime, dtype="float32", batch=batch, extra={"text_tokens": min(tokens), "sources": sources})
         done = measure_blocks(table, runtime, specs, show_progress=progress)
         err_console.print(f"{out}: {done} block(s) measured, {len(specs) - done} already there")
-        overhead = table.metadata.get("overhead") or {}
-        if calibrate and (done or len(overhead.get("models", [])) != calibrate):
+        if calibrate and (done or len(table.meta.calibration_models) != calibrate):
             models = sample_models(spaces, descs, calibrate, calibration_seed, runtime.max_params)
             fit(table, runtime, models, seed=calibration_seed, show_progress=progress, settle=settle, max_passes=max_passes)
             err_console.print(f"overhead: {describe_overhead(table)} (from {calibrate} whole models{calibration_note(table)})")
@@ -126,7 +125,7 @@ def validate_cmd(
 
     pass_limit(passes, settle, max_passes)  # before anything is loaded or timed
     table = LatencyTable.load(table_file)
-    cal_seed = (table.metadata.get("overhead") or {}).get("seed")
+    cal_seed = (table.meta.overhead.seed if table.meta.overhead else None)
     if cal_seed == seed:
         raise ConfigError("seed", f"{seed} is the seed the table's overhead was fitted with; pick another")
     descs = sample_table_models(table, n=samples, seed=seed, space=space, max_params=max_params, pick=pick)
@@ -237,11 +236,11 @@ def calibrate_cmd(
             raise ConfigError("--statistic", "cannot change with --refit (the stored timings are of the table's statistic)")
         fit_stored(table)
         err_console.print(f"overhead ({table.statistic}): {describe_overhead(table)} "
-                          f"(refitted on {len(table.metadata['overhead']['models'])} stored models)")
+                          f"(refitted on {len(table.meta.calibration_models)} stored models)")
         return
     if statistic is not None and statistic not in STATISTICS:
         raise ConfigError("--statistic", f"{statistic!r} is not one of {', '.join(STATISTICS)}")
-    runtime = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=repeats)
+    runtime = backend_for(table, warmup=table.meta.warmup, repeats=repeats)
     try:
         descs = sample_table_models(table, n=models, seed=seed, space=space, pick="spread")
         if statistic is not None:
@@ -270,7 +269,7 @@ def check_cmd(
     from archlab.cost.table import LatencyTable
 
     table = LatencyTable.load(table_file)
-    runtime = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=repeats, refuse_other_machine=False)
+    runtime = backend_for(table, warmup=table.meta.warmup, repeats=repeats, refuse_other_machine=False)
     try:
         result = check(table, runtime, models=models, passes=passes, show_progress=progress)
     finally:
@@ -290,7 +289,7 @@ def check_cmd(
 
 def calibration_note(table) -> str:
     """", settled ..." when the calibration models were timed until their passes agreed."""
-    timing = (table.metadata.get("overhead") or {}).get("timing") or {}
+    timing = (table.meta.overhead.timing if table.meta.overhead else None) or {}
     if not timing.get("settle"):
         return ""
     return f", passes settled within {timing['settle']:.0%}: up to {timing['passes_max']} passes"
@@ -318,9 +317,8 @@ def show_cmd(table_file: str = typer.Argument(..., help="A table file or a shipp
         return
     meta = {k: v for k, v in table.metadata.items() if k != "overhead"}
     print(json.dumps(meta, indent=2))
-    o = table.metadata.get("overhead")
-    if o:
-        print(f"overhead: {describe_overhead(table)}, from {len(o.get('models', []))} whole models{calibration_note(table)}")
+    if table.meta.overhead is not None:
+        print(f"overhead: {describe_overhead(table)}, from {len(table.meta.calibration_models)} whole models{calibration_note(table)}")
     print(f"{len(table)} blocks; " + ", ".join(f"{k}: {v}" for k, v in table.rows["kind"].value_counts().items()))
 
 
@@ -360,4 +358,4 @@ def import_cmd(
     from archlab.tables.phones import import_results
 
     table = import_results(results, manifest_path=manifest, device=device, runtime=runtime, out=out, threads=threads)
-    err_console.print(f"{out}: {len(table)} blocks imported ({table.metadata['missing_blocks']} in the manifest without a result)")
+    err_console.print(f"{out}: {len(table)} blocks imported ({table.meta.missing_blocks} in the manifest without a result)")

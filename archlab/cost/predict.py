@@ -94,7 +94,7 @@ class Predictor:
     def __init__(self, tables: Iterable[LatencyTable] = (), *, batch: int = 1, check_device: bool = True):
         self.tables = tuple(tables)
         self.batch = batch
-        self._table_keys = [(int(t.metadata["batch"]), str(t.metadata["dtype"])) for t in self.tables]
+        self._table_keys = [(t.meta.batch, t.meta.dtype) for t in self.tables]
         self._overheads = [t.overhead for t in self.tables]
         self._bytes = [DTYPE_BYTES.get(dtype, 4) for _, dtype in self._table_keys]
         if check_device:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import resources
+from archlab.cost.table_meta import IDENTITY_FIELDS, TableMeta, table_meta
 from archlab.errors import ArchlabError, ConfigError
 
 MAGIC = "# archlab-latency-table "
@@ -36,8 +37,7 @@ FORMAT = "archlab-latency-table/1"
 COLUMNS = ["key", "kind", "median_ms", "spread_ms", "min_ms", "repeats", "measured_at"]
 REQUIRED_METADATA = ("format", "device", "runtime", "runtime_version", "threads", "dtype", "batch", "warmup", "repeats", "created")
 # the settings a resumed build must share with the file it appends to
-IDENTITY = ("device", "runtime", "threads", "dtype", "batch", "cold", "allocator")
-IDENTITY_DEFAULTS = {"cold": False, "allocator": "system"}  # what a table written before the field existed was timed with
+IDENTITY = IDENTITY_FIELDS
 STATISTICS = ("median", "min")
 
 
@@ -200,9 +200,14 @@ class LatencyTable:
         return self._ms[key]
 
     @property
+    def meta(self) -> TableMeta:
+        """The metadata as a typed record (:mod:`archlab.cost.table_meta`); ``metadata`` is the dict the file holds."""
+        return table_meta(self.metadata, f"{self.path}: metadata")
+
+    @property
     def statistic(self) -> str:
         """Which per-block figure predictions add up: ``median`` or ``min``."""
-        return str(self.metadata.get("statistic", "median"))
+        return self.meta.statistic
 
     @property
     def overhead(self) -> Overhead:
@@ -233,10 +238,9 @@ def _check_metadata(meta: Any, where: str) -> None:
         if key not in meta:
             raise ConfigError(f"{where}: metadata.{key}", "is missing")
     for key in ("threads", "batch", "warmup", "repeats"):
-        if not isinstance(meta[key], int) or meta[key] < 0:
+        if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
             raise ConfigError(f"{where}: metadata.{key}", f"{meta[key]!r} is not a non-negative integer")
-    if meta.get("statistic", "median") not in STATISTICS:
-        raise ConfigError(f"{where}: metadata.statistic", f"{meta['statistic']!r} is not one of {', '.join(STATISTICS)}")
+    table_meta(meta, f"{where}: metadata")  # every field's type, and no unknown one
 
 
 @dataclass(frozen=True)

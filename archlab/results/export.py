@@ -155,8 +155,8 @@ def latency_on_tables(desc: Description) -> dict[str, Any]:
         try:
             ms = Predictor([table], check_device=False).score(desc).latency_ms[table.label]
             out[table.name] = {"ms": round(ms, 2),
-                               "device": table.metadata["device"], "runtime": table.metadata["runtime"],
-                               "threads": table.metadata["threads"]}
+                               "device": table.meta.device, "runtime": table.meta.runtime,
+                               "threads": table.meta.threads}
         except MissingBlocks as exc:
             out[table.name] = {"ms": None, "missing_blocks": len(exc.keys)}
     return out

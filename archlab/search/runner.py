@@ -171,7 +171,7 @@ class TrialEvaluator:
 
         keys = distinct_specs(self.space.iter_stage_variants(), batch=1)
         for table in self.tables:
-            batch, dtype = int(table.metadata["batch"]), str(table.metadata["dtype"])
+            batch, dtype = table.meta.batch, table.meta.dtype
             wanted = keys if (batch, dtype) == (1, "float32") else distinct_specs(self.space.iter_stage_variants(), batch=batch, dtype=dtype)
             missing = [k for k in wanted if k not in table]
             if missing:

@@ -14,7 +14,7 @@ from archlab.arch.description import Description
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import Predictor
-from archlab.cost.table import (IDENTITY, IDENTITY_DEFAULTS, LatencyTable)
+from archlab.cost.table import (LatencyTable)
 from archlab.errors import ConfigError
 from archlab.progress import progress_bar
 
@@ -22,10 +22,10 @@ from archlab.progress import progress_bar
 
 def refuse_foreign(table: LatencyTable, backend: LatencyBackend) -> None:
     """One line, and no timing, when ``table`` was not measured on this machine."""
-    differences = backend.differences_from(table.metadata.get("fingerprint"))
+    differences = backend.differences_from(table.meta.fingerprint)
     if differences:
         raise ConfigError(f"{table.path}: metadata.fingerprint", f"the table was measured on another machine "
-                          f"({table.metadata.get('device')!r}): {'; '.join(differences)}; build a table here instead")
+                          f"({table.meta.device!r}): {'; '.join(differences)}; build a table here instead")
 
 
 
@@ -38,14 +38,13 @@ def open_for_build(path: str, backend: LatencyBackend, *, dtype: str, batch: int
         if Path(path).exists():
             raise
         return LatencyTable.create(path, meta)
-    for key in IDENTITY:
-        recorded = table.metadata.get(key, IDENTITY_DEFAULTS.get(key))
+    for key, recorded in table.meta.identity.items():
         if recorded != meta.get(key):
             raise ConfigError(f"{path}: metadata.{key}", f"the file says {recorded!r}, this build {meta.get(key)!r}; "
                               "write to another file to measure with other settings")
     refuse_foreign(table, backend)
-    sources = list(dict.fromkeys([*table.metadata.get("sources", []), *extra.get("sources", [])]))
-    if sources != table.metadata.get("sources"):
+    sources = list(dict.fromkeys([*table.meta.sources, *extra.get("sources", [])]))
+    if tuple(sources) != table.meta.sources:
         table.metadata["sources"] = sources  # what the rows were measured for, over every build
         table.save()
     return table
@@ -54,7 +53,7 @@ def open_for_build(path: str, backend: LatencyBackend, *, dtype: str, batch: int
 
 def table_allocator(table: LatencyTable) -> str:
     """The allocator setting the table was timed with (tables older than the field: the system's)."""
-    return str(table.metadata.get("allocator", IDENTITY_DEFAULTS["allocator"]))
+    return table.meta.allocator
 
 
 
@@ -83,7 +82,7 @@ def measure_missing(table: LatencyTable, desc: Description, *, show_progress: bo
     specs = Predictor([table], check_device=False).missing(desc).get(table.label, {})
     if not specs:
         return 0
-    backend = backend_for(table, warmup=int(table.metadata["warmup"]), repeats=int(table.metadata["repeats"]))
+    backend = backend_for(table, warmup=table.meta.warmup, repeats=table.meta.repeats)
     try:
         return measure_blocks(table, backend, specs, show_progress=show_progress)
     finally:
@@ -110,7 +109,7 @@ def measure_blocks(table: LatencyTable, backend: LatencyBackend, specs: dict[str
     todo = [k for k in specs if k not in table]
     per_pass = max(1, math.ceil(backend.repeats / passes))
     protocol = {"passes": passes, "keys_per_sweep": group or "all"}  # tables without it: 2 passes over 12 keys at a time
-    if todo and table.metadata.get("block_sweeps") != protocol:
+    if todo and table.meta.block_sweeps != protocol:
         table.metadata["block_sweeps"] = protocol
         table.save()
     sweeps = SweepSamples(table, passes=passes, per_pass=per_pass)
@@ -149,7 +148,7 @@ class SweepSamples:
 
     def __init__(self, table: LatencyTable, *, passes: int, per_pass: int):
         self.path = table.path.with_name(table.path.name + ".sweeps.jsonl")
-        self.header = {"table_created": table.metadata.get("created"), "passes": passes, "per_pass": per_pass}
+        self.header = {"table_created": table.meta.created, "passes": passes, "per_pass": per_pass}
         self.data: dict[tuple[str, int], list[float]] = {}
         lines = self.path.read_text().splitlines() if self.path.exists() else []
         try:

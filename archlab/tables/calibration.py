@@ -20,7 +20,7 @@ from archlab.tables.timing import ModelTimings
 
 def fit_points(table: LatencyTable, descs: Sequence[Description], truths: Sequence[float]) -> list[FitPoint]:
     predictor = Predictor([table], check_device=False)
-    bytes_per = DTYPE_BYTES.get(str(table.metadata["dtype"]), 4)
+    bytes_per = DTYPE_BYTES.get(table.meta.dtype, 4)
     out = []
     for d, t in zip(descs, truths):
         c = predictor.breakdown(d)
@@ -37,7 +37,7 @@ def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Desc
     passes differ by more than ``settle``. Every prediction of the table goes through this fit,
     so a calibration model measured in a slow spell of the host shifts all of them.
     """
-    timings = ModelTimings(None, backend, descs, batch=int(table.metadata["batch"]))
+    timings = ModelTimings(None, backend, descs, batch=table.meta.batch)
     timings.run(passes=passes, repeats=max(1, math.ceil(backend.repeats / passes)), seed=seed, show_progress=show_progress,
                 label="calibration models", settle=settle, max_passes=max_passes, statistic=table.statistic)
     store_fit(table, descs, [timings.truth(d, table.statistic) for d in descs], seed=seed,
@@ -47,7 +47,7 @@ def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Desc
 
 def stored_calibration(table: LatencyTable) -> tuple[list[Description], list[float]]:
     """The calibration models the table's overhead term was fitted on, and their stored times."""
-    stored = (table.metadata.get("overhead") or {}).get("models") or []
+    stored = list(table.meta.calibration_models)
     if not stored or not all("description" in m for m in stored):
         raise ConfigError(f"{table.path}: metadata.overhead.models", "hold no timed descriptions; "
                           "run `archlab table calibrate` first")
@@ -59,10 +59,10 @@ def refit(table: LatencyTable) -> None:
     """Fit the overhead term again from the calibration models the table has already timed
     (after a change of the fitting rule): times nothing, so it works on any machine."""
     descs, truths = stored_calibration(table)
-    if table.metadata["overhead"].get("statistic", table.statistic) != table.statistic:
+    if (table.meta.overhead.statistic or table.statistic) != table.statistic:
         raise ConfigError(f"{table.path}: metadata.statistic", "differs from the one the calibration models were timed "
                           "with; recalibrate without --refit")
-    store_fit(table, descs, truths, seed=table.metadata["overhead"].get("seed"), timing=table.metadata["overhead"].get("timing"))
+    store_fit(table, descs, truths, seed=table.meta.overhead.seed, timing=table.meta.overhead.timing)
 
 
 
@@ -90,7 +90,7 @@ def store_fit(table: LatencyTable, descs: Sequence[Description], truths: Sequenc
 
 def flops_baseline(table: LatencyTable) -> tuple[float, float]:
     """``latency = a + b x GFLOPs`` fitted (relative least squares) on the table's calibration models."""
-    calib = (table.metadata.get("overhead") or {}).get("models") or []
+    calib = list(table.meta.calibration_models)
     if len(calib) < 2:
         raise ConfigError(f"{table.path}: metadata.overhead", "needs at least 2 calibration models; run `archlab table calibrate`")
     x = np.array([[1.0, c["gflops"]] for c in calib])

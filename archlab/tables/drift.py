@@ -23,12 +23,12 @@ def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, pass
     """
     if passes < 1 or backend.repeats < 1:
         raise ConfigError("passes" if passes < 1 else "repeats", "must be at least 1")
-    calib = (table.metadata.get("overhead") or {}).get("models") or []
+    calib = list(table.meta.calibration_models)
     stored = [c for c in calib if "description" in c][:models]
     if not stored:
         raise ConfigError(f"{table.path}: metadata.overhead.models", "hold no descriptions to re-time (run `archlab table calibrate` first)")
     descs = [description_from_dict(c["description"]) for c in stored]
-    timings = ModelTimings(None, backend, descs, batch=int(table.metadata["batch"]))
+    timings = ModelTimings(None, backend, descs, batch=table.meta.batch)
     timings.run(passes=passes, repeats=backend.repeats, seed=0, show_progress=show_progress, label="check models")
     stat = table.statistic
     rows = []
@@ -36,9 +36,9 @@ def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, pass
         now_ms = timings.truth(d, stat)
         rows.append({"name": d.name, "then_ms": c["measured_ms"], "now_ms": round(now_ms, 3),
                      "drift": round(now_ms / c["measured_ms"] - 1, 4)})
-    differences = backend.differences_from(table.metadata.get("fingerprint"))
+    differences = backend.differences_from(table.meta.fingerprint)
     drift = float(np.median([r["drift"] for r in rows]))
-    return {"table": str(table.path), "device_then": table.metadata.get("device"), "device_now": backend.device_name(),
+    return {"table": str(table.path), "device_then": table.meta.device, "device_now": backend.device_name(),
             "fingerprint_differences": differences, "median_drift": drift,
             "verdict": drift_verdict(table.name, differences, drift), "models": rows}
 

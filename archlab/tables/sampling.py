@@ -21,7 +21,7 @@ def table_space(table: LatencyTable, space: str | None = None):
 
     if space is not None:
         return load_space(space)
-    spaces, _ = resolve_sources(table.metadata.get("sources") or [])
+    spaces, _ = resolve_sources(list(table.meta.sources))
     if not spaces:
         raise ConfigError(f"{table.path}: metadata.sources", "name no search space to sample models from; pass --space")
     return spaces[0]
@@ -51,7 +51,7 @@ def sample_table_models(table: LatencyTable, *, n: int, seed: int, space: str | 
     if pick not in PICKS:
         raise ConfigError("--pick", f"{pick!r} is not one of {', '.join(PICKS)}")
     sampled = table_space(table, space)
-    runtime = BACKENDS.get(str(table.metadata.get("runtime")))
+    runtime = BACKENDS.get(table.meta.runtime)
     limits = [x for x in (max_params, runtime.max_params if runtime else None) if x is not None]
     if limits:
         sampled = sampled.with_constraints(max_params=min(limits))

@@ -146,16 +146,16 @@ def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Descr
     clash = {d.name for d in calibration} & {d.name for d in descs}
     if clash:
         raise ConfigError("recalibrate", f"calibration and validation models must differ; both hold {sorted(clash)[0]}")
-    timings = ModelTimings(timings_path, backend, [*calibration, *descs], batch=int(table.metadata["batch"]))
+    timings = ModelTimings(timings_path, backend, [*calibration, *descs], batch=table.meta.batch)
     timings.run(passes=passes, repeats=backend.repeats, seed=seed, show_progress=show_progress,
                 label="calibration and validation models" if calibration else "validation models",
                 settle=settle, max_passes=max_passes, statistic=table.statistic)
     if not calibration:
         return {**score(table, timings, descs, seed=seed), "calibration": "as stored in the table"}
-    stored_fit = table.metadata.get("overhead") or {}
+    stored_fit = dict(table.metadata.get("overhead") or {})  # as the file holds it: reported back as it was
     as_stored = score(table, timings, descs, seed=seed)
     store_fit(table, calibration, [timings.truth(d, table.statistic) for d in calibration],
-              seed=stored_fit.get("seed"),  # the seed they were sampled with, if any
+              seed=table.meta.overhead.seed if table.meta.overhead else None,  # the seed they were sampled with, if any
               timing={**timings.protocol(passes, settle), "with": "the validation's models"})
     result = {**score(table, timings, descs, seed=seed),
               "calibration": f"refitted on {len(calibration)} models timed in the same passes"}
