@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import threading
 import time
 from typing import Any
 
@@ -34,25 +35,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_proxy(storage: Any, host: str = "127.0.0.1", port: int | None = None) -> tuple[Any, int]:
-    """A gRPC storage proxy for an RDB storage (or its URL), serving in this process's threads; (server, port)."""
+def _require_grpc() -> None:
     try:
-        from optuna.storages._grpc.server import make_server
+        import grpc  # noqa: F401
     except ImportError:
         raise ConfigError("--grpc", "needs grpcio (pip install 'archlab[studies]')") from None
+
+
+def start_proxy(storage: Any, host: str = "127.0.0.1", port: int | None = None) -> int:
+    """Optuna's gRPC storage proxy for an RDB storage, served by a daemon thread of this process (it ends with the
+    process); its port. Clients wait until it is ready."""
+    _require_grpc()
     port = port or free_port()
-    server = make_server(optuna.storages.get_storage(storage), host, port)
-    server.start()
-    return server, port
+    thread = threading.Thread(target=optuna.storages.run_grpc_proxy_server, args=(optuna.storages.get_storage(storage),),
+                              kwargs={"host": host, "port": port}, daemon=True, name=f"grpc-proxy-{port}")
+    thread.start()
+    return port
 
 
 def serve(storage: Any, host: str, port: int) -> None:
-    """Run a proxy until interrupted (``archlab study serve``)."""
-    server, port = start_proxy(storage, host, port)
-    try:
-        server.wait_for_termination()
-    finally:
-        server.stop(grace=2)
+    """Run a proxy in the foreground until interrupted (``archlab study serve``)."""
+    _require_grpc()
+    optuna.storages.run_grpc_proxy_server(optuna.storages.get_storage(storage), host=host, port=port)
 
 
 def proxy_storage(url: str) -> Any:
@@ -89,35 +93,30 @@ def run_grpc_workers(cfg: Any, url: str, *, workers: int, until: int | None, tim
     from archlab.search.runner import open_study, storage_for
     from archlab.search.searches import worker_process
 
-    server, port = start_proxy(storage_for(cfg, url))
+    port = start_proxy(storage_for(cfg, url))
     proxy_url = f"grpc://127.0.0.1:{port}"
-    try:
-        study = open_study(cfg, proxy_url)
-        context = multiprocessing.get_context("spawn")
-        procs = {}
-        for i in range(workers):
-            p = context.Process(target=worker_process, args=(cfg, proxy_url, until, timeout, i))
-            p.start()
-            procs[p.pid] = p
-        done: set[int] = set()
-        while len(done) < len(procs):
-            time.sleep(POLL_S)
-            for pid, p in list(procs.items()):
-                if pid in done or p.is_alive():
-                    continue
-                done.add(pid)
-                if p.exitcode != 0:
-                    again = recover(study, pid)
-                    log(f"worker {pid} exited with {p.exitcode}; trials queued again: {again or 'none'}")
-                    if len(done) == len(procs) and again:  # nobody left to take them: one more worker
-                        q = context.Process(target=worker_process, args=(cfg, proxy_url, until, timeout, len(procs)))
-                        q.start()
-                        procs[q.pid] = q
-    finally:
-        server.stop(grace=2)
-    return open_study(cfg, url)  # the storage itself: the proxy is gone
+    # the proxy thread serves until this process ends
+    study = open_study(cfg, proxy_url)
+    context = multiprocessing.get_context("spawn")
+    procs = {}
+    for i in range(workers):
+        p = context.Process(target=worker_process, args=(cfg, proxy_url, until, timeout, i))
+        p.start()
+        procs[p.pid] = p
+    done: set[int] = set()
+    while len(done) < len(procs):
+        time.sleep(POLL_S)
+        for pid, p in list(procs.items()):
+            if pid in done or p.is_alive():
+                continue
+            done.add(pid)
+            if p.exitcode != 0:
+                again = recover(study, pid)
+                log(f"worker {pid} exited with {p.exitcode}; trials queued again: {again or 'none'}")
+                if len(done) == len(procs) and again:  # nobody left to take them: one more worker
+                    q = context.Process(target=worker_process, args=(cfg, proxy_url, until, timeout, len(procs)))
+                    q.start()
+                    procs[q.pid] = q
+    return open_study(cfg, url)  # the storage itself, for whatever reads the result
 
-
-def is_grpc(url: str | None) -> bool:
-    return bool(url) and url.startswith("grpc://")
 
