@@ -87,10 +87,13 @@ def pareto_cmd(
                           "hypervolume": hv, "reference_point": ref, "front": rows,
                           "seed_noise_counted": cfg.quality.train.seeds > 1}, indent=2))
         return
-    table = Table("trial", *names, "not distinguishable from", "architecture", title=f"{cfg.name}: Pareto front")
+    raced = any("seeds" in r for r in rows)
+    table = Table("trial", *names, *(["seeds"] if raced else []), "not distinguishable from", "architecture",
+                  title=f"{cfg.name}: Pareto front")
     for r in rows:
         cells = [f"{r[n]:.4g}" + (f" ± {r[n + '_se']:.2g}" if r.get(n + "_se") else "") for n in names]
-        table.add_row(str(r["trial"]), *cells, ", ".join(map(str, r["not_distinguishable_from"])) or "-", r["summary"])
+        table.add_row(str(r["trial"]), *cells, *([str(r.get("seeds", 1))] if raced else []),
+                      ", ".join(map(str, r["not_distinguishable_from"])) or "-", r["summary"])
     out_console.print(table)
     out_console.print(f"hypervolume {hv:.4g} against reference point {dict(zip(names, [round(x, 4) for x in ref]))}")
     if cfg.needs_proxy:

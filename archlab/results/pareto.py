@@ -26,6 +26,10 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
 
 def noise_note(cfg: StudyConfig) -> str:
     """What the quality standard errors of a study count, in one sentence."""
+    if cfg.racing is not None:
+        return (f"Noise-aware search: one proxy seed per candidate, up to {cfg.racing.max_seeds} where the front is decided "
+                "(the proxy seeds column); quality standard errors count held-out and seed noise (with one seed, the "
+                "study's pooled seed spread); members within two combined standard errors are marked not distinguishable.")
     if cfg.quality.train.seeds > 1:
         return (f"Quality standard errors count held-out and seed noise ({cfg.quality.train.seeds} training seeds per "
                 "candidate); members within two combined standard errors are marked not distinguishable.")
@@ -76,8 +80,8 @@ def pareto(study: optuna.Study, cfg: StudyConfig) -> tuple[list[optuna.trial.Fro
     The reference point is the study file's ``reference_point`` or, per objective, the worst
     feasible value seen, 10% further out.
     """
-    front = study.best_trials  # Optuna keeps infeasible trials off the front
-    feasible = [t for t in complete(study) if is_feasible(t)]
+    feasible = latest([t for t in complete(study) if is_feasible(t)], study)
+    front = nondominated(feasible, cfg)
     if not front:
         return [], 0.0, []
     sign = np.array([1.0 if o.direction == "minimize" else -1.0 for o in cfg.objectives])
@@ -89,6 +93,20 @@ def pareto(study: optuna.Study, cfg: StudyConfig) -> tuple[list[optuna.trial.Fro
             ref[i] = cfg.reference_point[o.name] * sign[i]
     hv = hypervolume(np.array([t.values for t in front]) * sign, ref)
     return sorted(front, key=lambda t: t.values[0]), hv, [float(r) for r in ref * sign]
+
+
+def latest(trials: list[optuna.trial.FrozenTrial], study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials not extended by a later one (a racing refinement adds seeds to an architecture in a new trial)."""
+    refined = {t.user_attrs.get("refines") for t in study.get_trials(deepcopy=False)}
+    return [t for t in trials if t.number not in refined]
+
+
+def nondominated(trials: list[optuna.trial.FrozenTrial], cfg: StudyConfig) -> list[optuna.trial.FrozenTrial]:
+    """The trials no other one dominates on the objectives (as good on all, better on one)."""
+    sign = np.array([1.0 if o.direction == "minimize" else -1.0 for o in cfg.objectives])
+    values = [np.array(t.values) * sign for t in trials]
+    return [t for i, t in enumerate(trials)
+            if not any(np.all(v <= values[i]) and np.any(v < values[i]) for j, v in enumerate(values) if j != i)]
 
 
 def standard_error(trial: optuna.trial.FrozenTrial, name: str) -> float:
@@ -137,5 +155,8 @@ def front_rows(front: list[optuna.trial.FrozenTrial], cfg: StudyConfig) -> list[
                 row[f"{o.name}_se"] = se
         row["not_distinguishable_from"] = peers[t.number]
         row["summary"] = t.user_attrs.get("summary", "")
+        racing = t.user_attrs.get("racing")
+        if racing:  # how many proxy seeds the noise-aware search gave it
+            row["seeds"] = racing["seeds"]
         rows.append(row)
     return rows

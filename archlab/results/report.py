@@ -210,7 +210,7 @@ def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path
     names = [o.name for o in cfg.objectives]
     rows = "".join(
         f"<tr><td>{r['trial']}</td>" + "".join(f"<td>{_cell(r, n)}</td>" for n in names)
-        + f"<td>{', '.join(map(str, r['not_distinguishable_from'])) or '-'}</td><td>{html.escape(r['summary'])}</td>"
+        + f"<td>{r.get('seeds', 1)}</td><td>{', '.join(map(str, r['not_distinguishable_from'])) or '-'}</td><td>{html.escape(r['summary'])}</td>"
         + f"<td>{_samples_cell(r['trial'], study, cfg)}</td></tr>"
         for r in front_rows(front, cfg))
     body = "\n".join(f.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot{i}") for i, f in enumerate(figures))
@@ -225,7 +225,7 @@ hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r 
 Quality figures are shown ± one standard error. "Not distinguishable from" lists the front members that are as good
 on every objective within two combined standard errors: the data does not show this design beating them.
 {html.escape(noise_note(cfg)) if cfg.needs_proxy else ""} {metric_notes(cfg)}</p>
-<table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>not distinguishable from</th><th>architecture</th><th>samples</th></tr>{rows}</table>
+<table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>proxy seeds</th><th>not distinguishable from</th><th>architecture</th><th>samples</th></tr>{rows}</table>
 {body}
 </body></html>"""
     return write_text(out, page)

@@ -108,3 +108,99 @@ def unresolved(members: Sequence[Point], *, z: float) -> list[Point]:
         if abs(b.quality - a.quality) <= z * math.hypot(a.se, b.se):
             tied.update((i, i + 1))
     return [pts[i] for i in sorted(tied)]
+
+
+# ---------------------------------------------------------------------- in a study
+
+class Racer:
+    """Racing inside a study's trials (``racing:`` in the study file): one proxy seed per candidate, more while it
+    is within reach of the study's current front, and refinement trials for front members still tied at the end.
+
+    Per trial, the user attribute ``racing`` holds each seed's metrics (``per_seed``) and whether it was within
+    reach after each (``reach``); a refinement trial (``refines``: the trial it extends) carries the earlier seeds
+    on and adds one, and the Pareto front reads the latest trial of each architecture."""
+
+    def __init__(self, cfg, evaluator) -> None:
+        from archlab.quality import registry
+
+        self.cfg, self.evaluator, self.rc = cfg, evaluator, cfg.racing
+        self.fast = next(o for o in cfg.objectives if not registry.is_metric(o.metric))
+        self.quality = next(o for o in cfg.objectives if registry.is_metric(o.metric))
+        self.sign = 1.0 if self.quality.direction == "maximize" else -1.0
+
+    # ------------------------------------------------------------------ reading the study
+
+    def latest(self, trials) -> list:
+        """Complete trials not extended by a later refinement trial."""
+        refined = {t.user_attrs.get("refines") for t in trials}
+        return [t for t in trials if t.number not in refined and t.state.name == "COMPLETE"]
+
+    def seed_sd(self, trials) -> float | None:
+        name = self.quality.name
+        groups = [[s[name] for s in t.user_attrs.get("racing", {}).get("per_seed", [])] for t in trials]
+        pooled = pooled_seed_sd(g for g in groups if len(g) >= 2)
+        return pooled if pooled is not None else self.rc.seed_sd
+
+    def point(self, trial_values: dict, per_seed: list[dict], prior: float | None, key: object = None) -> Point:
+        name = self.quality.name
+        values = [self.sign * s[name] for s in per_seed]
+        item_se = sum(s.get(f"{name}_se", 0.0) for s in per_seed) / len(per_seed)
+        return Point(trial_values[self.fast.name], sum(values) / len(values), standard_error(values, item_se, prior), key)
+
+    def study_points(self, trials, prior: float | None) -> list[Point]:
+        """The study's raced candidates (their latest trials) as points."""
+        out = []
+        for t in self.latest(trials):
+            per_seed = t.user_attrs.get("racing", {}).get("per_seed")
+            if per_seed:
+                out.append(self.point({self.fast.name: t.user_attrs[f"metric.{self.fast.name}"]}, per_seed, prior, t.number))
+        return out
+
+    # ------------------------------------------------------------------ one trial
+
+    def race(self, trial, desc, cheap: dict, earlier: list[dict] | None = None) -> tuple[dict, dict]:
+        """The candidate's quality metrics over its seeds (mean; standard errors with seed noise) and attributes."""
+        base = self.cfg.quality.train.seed
+        per_seed = list(earlier or [])
+        reach: list[bool] = []
+        attrs: dict = {}
+        trials = trial.study.get_trials(deepcopy=False)
+        prior = self.seed_sd(trials)
+        others = [p for p in self.study_points(trials, prior) if p.key != trial.user_attrs.get("refines")]
+        while True:
+            seed = base + len(per_seed)
+            values, extra = self.evaluator.quality(desc, seed=seed, trial=trial if not per_seed else None)
+            attrs.update(extra if not per_seed else {})
+            per_seed.append(values)
+            if earlier is not None or len(per_seed) >= self.rc.max_seeds:
+                break  # a refinement trial adds one seed
+            me = self.point(cheap, per_seed, prior)
+            reach.append(within_reach(me, front(others), z=self.rc.z))
+            if not reach[-1]:
+                break
+        combined = {}
+        for name in per_seed[0]:
+            if name.endswith("_se"):
+                continue
+            vals = [s[name] for s in per_seed]
+            combined[name] = sum(vals) / len(vals)
+            item_se = sum(s.get(f"{name}_se", 0.0) for s in per_seed) / len(per_seed)
+            combined[f"{name}_se"] = standard_error(vals, item_se, prior if name == self.quality.name else None)
+        attrs["racing"] = {"seeds": len(per_seed), "per_seed": per_seed, "reach": reach}
+        return combined, attrs
+
+    # ------------------------------------------------------------------ the end
+
+    def refinements(self, study) -> list[dict]:
+        """Enqueue one more seed for each front member still tied with a neighbour (below ``max_seeds``)."""
+        trials = study.get_trials(deepcopy=False)
+        prior = self.seed_sd(trials)
+        pending = {t.user_attrs.get("refines") for t in trials if t.state.name in ("WAITING", "RUNNING")}
+        queued = []
+        by_number = {t.number: t for t in trials}
+        for p in unresolved(front(self.study_points(trials, prior)), z=self.rc.z):
+            t = by_number[p.key]
+            if t.user_attrs["racing"]["seeds"] < self.rc.max_seeds and t.number not in pending:
+                study.enqueue_trial(t.params, user_attrs={"refines": t.number})
+                queued.append(t.number)
+        return queued

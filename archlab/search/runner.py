@@ -115,6 +115,11 @@ class TrialEvaluator:
             raise ConfigError("objectives", f"two latency tables share a name ({', '.join(labels)}); rename one file")
         self.predictor = Predictor(self.tables)
         self._pipeline: QualityPipeline | None = None
+        self.racer = None
+        if cfg.racing is not None:
+            from archlab.search.racing import Racer
+
+            self.racer = Racer(cfg, self)
 
     @property
     def pipeline(self) -> QualityPipeline:
@@ -181,9 +186,11 @@ class TrialEvaluator:
     def _evaluate(self, trial: optuna.Trial) -> tuple[float, ...]:
         trial.set_user_attr("worker", os.getpid())  # which process runs it: a dead worker's trials are queued again
         choices, desc = self.space.suggest(trial)
-        twin = next((t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                                                  optuna.trial.TrialState.RUNNING))
-                     if t.number < trial.number and t.params == trial.params), None)
+        refines = trial.user_attrs.get("refines")  # a racing refinement: the same architecture, one more seed
+        twin = None if refines is not None else next(
+            (t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                       optuna.trial.TrialState.RUNNING))
+             if t.number < trial.number and t.params == trial.params), None)
         if twin is not None:  # never evaluate one architecture twice (workers, or a sampler proposing it again)
             trial.set_user_attr("duplicate_of", twin.number)
             raise optuna.TrialPruned(f"the same architecture as trial {twin.number}")
@@ -193,6 +200,16 @@ class TrialEvaluator:
             if any(v > 0 for v in self._cheap_constraints(values)):
                 values.update({m: registry.get(m).worst for m in self.cfg.quality_metrics})
                 attrs["quality_skipped"] = True
+            elif self.racer is not None:  # seeds where the front is decided (archlab.search.racing)
+                earlier = None
+                if refines is not None:
+                    before = trial.study.trials[refines].user_attrs
+                    earlier = before["racing"]["per_seed"]
+                    if "samples_artifact" in before:
+                        attrs["samples_artifact"] = before["samples_artifact"]
+                quality, qattrs = self.racer.race(trial, desc, values, earlier)
+                values.update(quality)
+                attrs.update(qattrs)
             else:  # every candidate trains with the same seed: the same batches, timesteps and noise
                 quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed, trial=trial)
                 values.update(quality)
@@ -276,6 +293,12 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, until: int | None = 
             # failed trials do not count towards the budget: allow some, bounded
             study.optimize(evaluator, n_trials=None if target is None else max(0, target - completed(study)) * 3 + 3,
                            timeout=timeout or cfg.budget.timeout_s, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+        if evaluator.racer is not None and cfg.racing.refine:  # front members still tied: one more seed each, until none
+            for _ in range(cfg.racing.max_seeds):
+                queued = evaluator.racer.refinements(study)
+                if not queued:
+                    break
+                study.optimize(evaluator, n_trials=len(queued), catch=(Exception,), gc_after_trial=True)
     return study
 
 

@@ -39,6 +39,7 @@ from archlab.errors import ConfigError
 from archlab.quality import registry
 from archlab.quality.config import QualityConfig, check_metrics
 from archlab.search.evolve import EvolveConfig
+from archlab.search.racing import RacingConfig
 
 CHEAP_METRICS = ("params", "gflops", LATENCY)
 
@@ -135,6 +136,7 @@ class StudyConfig:
     out: FilePath | None = None  # default: ../out/<name> beside the study file
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     reference_point: dict[str, float] | None = None  # objective name -> hypervolume reference
+    racing: RacingConfig | None = None  # noise-aware search: more proxy seeds only where the front is decided
     source: str = field(default="", metadata=INTERNAL)  # the file this came from
     base_dir: str = field(default=".", metadata=INTERNAL)
 
@@ -146,6 +148,11 @@ class StudyConfig:
             extra = set(self.reference_point) - set(names)
             require(not extra, "reference_point", f"must map objective names ({', '.join(names)}) to numbers")
         check_metrics(self.quality, self.quality_metrics, "objectives")
+        if self.racing is not None:
+            fast = [o for o in self.objectives if not registry.is_metric(o.metric)]
+            require(bool(fast) and fast[0].direction == "minimize" and len(fast) < len(self.objectives), "racing",
+                    "races a quality objective against a minimised cheap one (latency_ms, params or gflops): give both")
+            require(self.sampler.kind != "evolve", "racing", "applies to sampled studies, not the evolving search")
         from archlab.search.searches import search_for
 
         search_for(self.sampler.kind).check(self)
