@@ -12,6 +12,7 @@ from rich.table import Table
 from archlab.cli.common import finite, err_console, out_console, user_errors
 from archlab.cost.table import CALIBRATION_MODELS, CALIBRATION_PASSES, MAX_PASSES, VERSUS_FLOPS_SAMPLES
 from archlab.errors import ConfigError
+from archlab.files import write_text
 
 table_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: measure blocks, predict whole UNets, validate.")
 
@@ -142,7 +143,7 @@ def validate_cmd(
         err_console.print(f"overhead: {describe_overhead(table)} (refitted on {len(calibration)} calibration models "
                           "timed in the validation's passes; saved in the table)")
     if out is not None:
-        out.write_text(json.dumps(result, indent=1))
+        write_text(out, json.dumps(result, indent=1))
     if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=2))
         return

@@ -19,6 +19,7 @@ from archlab.distill.config import DistillConfig, DistillFile, GanConfig
 from archlab.distill.gan import Discriminator, GanFinetuner
 from archlab.distill.step import StepDistiller
 from archlab.errors import ConfigError
+from archlab.files import write_text
 from archlab.quality.config import QualityConfig
 from archlab.quality.metrics import Estimate
 from archlab.quality.pipeline import QualityPipeline
@@ -74,7 +75,7 @@ def run_distill(file: DistillFile, *, out: str | Path | None = None, progress: b
               f"teacher_at_{cfg.student_steps}": _measure(pipe, teacher, cfg.student_steps, None),
               f"student_at_{cfg.student_steps}": _measure(pipe, distiller.student, cfg.student_steps, None)}
     report["eval_seconds"] = round(time.perf_counter() - start, 1)
-    (out / "distill.json").write_text(json.dumps(report, indent=1))
+    write_text(out / "distill.json", json.dumps(report, indent=1))
     return report
 
 
@@ -101,5 +102,5 @@ def run_gan(file: DistillFile, *, init: str = "teacher", out: str | Path | None 
               "final_reconstruction_loss": result.final_loss,
               "init_at_1": _measure(pipe, start_model, 1, 1.0), "generator_at_1": _measure(pipe, tuner.generator, 1, 1.0)}
     report["eval_seconds"] = round(time.perf_counter() - start, 1)
-    (out / "gan.json").write_text(json.dumps(report, indent=1))
+    write_text(out / "gan.json", json.dumps(report, indent=1))
     return report

@@ -57,6 +57,7 @@ from archlab.config import FilePath, NameOrPath, require, to_data
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
 from archlab.errors import ConfigError
+from archlab.files import write_text
 from archlab.quality.config import QualityConfig, check_metrics
 from archlab.quality import registry
 from archlab.quality.metrics import Estimate, mean_se
@@ -299,7 +300,7 @@ class Evolution:
         final = self.latency(self.full)
         estimates, _ = pipe.evaluate(model)
         result_desc = self.full.replace(name=f"{self.full.name}-evolved")
-        (self.out / "result.yaml").write_text(result_desc.to_yaml())
+        write_text(self.out / "result.yaml", result_desc.to_yaml())
         self._save_weights(model, result_desc)
         log = self._write_log(final_latency_ms=final, target_met=final <= self.target,
                               final_metrics={k: v.as_dict() for k, v in estimates.items()})

@@ -29,6 +29,7 @@ from archlab.convert import export, model_and_inputs
 from archlab.cost.keys import BlockSpec, block_specs
 from archlab.cost.table import LatencyTable, fit_overhead, now
 from archlab.errors import ConfigError
+from archlab.files import write_text
 
 FORMATS = ("tflite", "coreml")
 SUFFIXES = {"tflite": ".tflite", "coreml": ".mlpackage"}
@@ -65,7 +66,7 @@ def export_blocks(specs: dict[str, BlockSpec], out: str | Path, *, fmt: str, mod
     first = next(iter(specs.values()))
     manifest = {"format": fmt, "created": now(), "dtype": first.dtype, "batch": first.batch,
                 "text_tokens": first.text_tokens, "blocks": entries, "models": model_entries}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_text(out / "manifest.json", json.dumps(manifest, indent=1))
     return out / "manifest.json"
 
 
