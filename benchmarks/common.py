@@ -21,23 +21,15 @@ def _git(*args: str) -> str:
         return ""
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def provenance() -> dict[str, Any]:
     """The command line, the commit (and whether the tree had uncommitted changes), the host and the UTC date."""
     import torch
 
+    from archlab.cost.backends.base import cpu_name
+
     return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": _git("rev-parse", "HEAD"),
             "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "host": {"name": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "host": {"name": platform.node(), "cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                      "python": platform.python_version()},
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 

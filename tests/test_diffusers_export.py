@@ -1,7 +1,6 @@
 """Export to diffusers: UNet2DConditionModel.from_pretrained loads it with archlab's outputs, for every
 architecture diffusers can express; the rest are refused in one line naming the feature."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -10,6 +10,7 @@ import socket
 
 import pytest
 import yaml
+from helpers import tiny_study
 from typer.testing import CliRunner
 
 from archlab import ConfigError, preset
@@ -35,13 +36,7 @@ def _binary(path):
     return path
 
 
-def _study(tmp_path, **changes):
-    data = yaml.safe_load(open(os.path.join(STUDIES, "tiny.yaml")))
-    data.update(changes)
-    data["out"] = changes.get("out", str(tmp_path / "out"))
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+_study = tiny_study
 
 
 # ---------------------------------------------------------------------- files that are not what they should be

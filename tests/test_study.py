@@ -9,7 +9,7 @@ import time
 
 import optuna
 import pytest
-import yaml
+from helpers import tiny_study
 
 from typer.testing import CliRunner
 
@@ -22,13 +22,7 @@ from archlab.search.study import load_study
 STUDIES = os.path.join(os.path.dirname(__file__), "..", "studies")
 
 
-def _study(tmp_path, **changes):
-    data = yaml.safe_load(open(os.path.join(STUDIES, "tiny.yaml")))
-    data.update(changes)
-    data["out"] = str(tmp_path / "out")
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+_study = tiny_study
 
 
 def test_trials_store_everything_needed_to_read_them_back(tmp_path):

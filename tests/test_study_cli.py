@@ -6,7 +6,7 @@ import os
 
 import optuna
 import pytest
-import yaml
+from helpers import tiny_study
 from typer.testing import CliRunner
 
 from archlab.cli import app
@@ -17,13 +17,7 @@ runner = CliRunner()
 STUDIES = os.path.join(os.path.dirname(__file__), "..", "studies")
 
 
-def _study(tmp_path, **changes):
-    data = yaml.safe_load(open(os.path.join(STUDIES, "tiny.yaml")))
-    data.update(changes)
-    data["out"] = str(tmp_path / "out")
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+_study = tiny_study
 
 
 def _complete(path):
