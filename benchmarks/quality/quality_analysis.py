@@ -146,6 +146,31 @@ def judge(rows: dict[str, dict[str, Any]], metric: str, ref: dict[str, tuple[lis
             "cpu_minutes": round(statistics.median(rows[x]["cpu_s"] for x in archs) / 60, 2)}
 
 
+GOALS = {"agree_fraction": 0.85, "permutation_p": 0.01, "tau": 0.6, "tau_ci_low": 0.3, "seed_tau": 0.8, "regret_median": 1.0,
+         "cpu_minutes": 5.0}
+
+
+def goals_met(row: dict[str, Any]) -> dict[str, bool]:
+    """The quality issue's acceptance, figure by figure, for one (setting, metric)."""
+    regret_median = row["regret"]["median"]
+    return {"agree_fraction": row["agree_fraction"] is not None and row["agree_fraction"] >= GOALS["agree_fraction"],
+            "permutation_p": row["permutation_p"] is not None and row["permutation_p"] < GOALS["permutation_p"],
+            "tau": row["tau"] >= GOALS["tau"], "tau_ci_low": row["tau_ci"][0] > GOALS["tau_ci_low"],
+            "seed_tau": row["seed_tau"] >= GOALS["seed_tau"],
+            "regret_median": regret_median is not None and regret_median <= GOALS["regret_median"],
+            "cpu_minutes": row["cpu_minutes"] <= GOALS["cpu_minutes"]}
+
+
+def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best measured design within the cost goal: by agreement on separated pairs, then its permutation p, then
+    median regret (the proxy's agreement with itself, seed_tau, is reported, not chosen by)."""
+    within = [r for r in rows if r["cpu_minutes"] <= GOALS["cpu_minutes"] and r["agree_fraction"] is not None]
+    if not within:
+        return None
+    best = max(within, key=lambda r: (r["agree_fraction"], -r["permutation_p"], -(r["regret"]["median"] or 0.0)))
+    return {"setting": best["setting"], "metric": best["metric"]}
+
+
 def analyse(reference: dict[str, Any], designs: dict[str, Any]) -> dict[str, Any]:
     steps = reference["settings"]["steps"]
     latency = {a["name"]: a.get("predicted_ms") for a in reference["archs"]}
@@ -170,9 +195,13 @@ def analyse(reference: dict[str, Any], designs: dict[str, Any]) -> dict[str, Any
             for metric in metrics:
                 figures = judge(table[name], metric, ref, latency)
                 if figures is not None:
-                    rows.append({"setting": name, "metric": metric, **figures})
+                    row = {"setting": name, "metric": metric, **figures}
+                    row["goals_met"] = goals_met(row)
+                    rows.append(row)
         if ref_metric == REFERENCE_METRIC:
             out["reference"], out["settings"] = summary, rows
+            out["best_measured"] = choose(rows)
+            out["goals"] = GOALS
         else:
             out["also_against"][ref_metric] = {"reference": summary, "settings": rows}
     return out
@@ -184,6 +213,7 @@ def main() -> None:
     p.add_argument("--designs", type=Path, default=Path("benchmarks/results/proxy_designs/proxy_designs.json"))
     p.add_argument("--json", action="store_true", help="print the whole analysis as one JSON object (default: a summary table)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--markdown", action="store_true", help="print the settings as a Markdown table (benchmarks/README.md)")
     a = p.parse_args()
     for path in (a.reference, a.designs):
         if not path.is_file():
@@ -194,6 +224,17 @@ def main() -> None:
         write_result(a.out, result)
     if a.json:
         print(json.dumps(result, indent=1))
+        return
+    if a.markdown:
+        print("| setting | metric | agree (of separated) | permutation p | tau [95%] | seed tau | S/N (F-test p) | "
+              "regret, median (each) | CPU min |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in sorted(result["settings"], key=lambda r: (-(r["agree_fraction"] or 0), r["setting"])):
+            reg = r["regret"]
+            print(f"| {r['setting']} | {r['metric']} | {r['agree']}/{r['separated_pairs']} ({r['agree_fraction']}) | "
+                  f"{r['permutation_p']:.4f} | {r['tau']:+.2f} [{r['tau_ci'][0]:+.2f}, {r['tau_ci'][1]:+.2f}] | {r['seed_tau']:+.2f} | "
+                  f"{r['signal_noise']} ({r['signal_noise_p']:.2g}) | {reg['median']} ({', '.join(map(str, reg['each']))}) | "
+                  f"{r['cpu_minutes']} |")
         return
     r = result["reference"]
     print(f"reference {r.get('metric')}: {r.get('archs')} architectures, {r.get('separated_pairs')} of {r.get('of')} pairs "
