@@ -99,8 +99,7 @@ def measure_blocks(table: LatencyTable, backend: LatencyBackend, specs: dict[str
     lie minutes apart with the other keys between them: a slow spell of a shared machine
     lands in one sweep of a block, not in all of them. Measured on one host, one run (three
     builds each): two builds' block sums disagree by 1.2% RMS, against 3.4% when both passes
-    ran over 12 keys at a time, seconds apart (benchmarks/README.md, "Blocks timed in whole
-    sweeps"). ``group``: sweep over this many keys at a time instead (12: that older protocol).
+    ran over 12 keys at a time, seconds apart (benchmarks/README.md, "How the method was chosen"). ``group``: sweep over this many keys at a time instead (12: that older protocol).
 
     Each sweep's samples go to ``<table>.sweeps.jsonl`` as measured; a key's row goes into
     the table when its last sweep is done, and the side file is removed when every key is.

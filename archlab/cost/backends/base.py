@@ -22,7 +22,7 @@ end-to-end run are comparable:
    threshold (at most 32 MiB) is mapped and unmapped on every run, and whether one is depends
    on what the process allocated before. Eager PyTorch's large intermediates (a ReLU
    attention's score matrix at 40x40 latents: 51 MB) then cost 2.5x as long in one process as
-   in another (benchmarks/README.md, "A space written today"). It is process-wide and cannot
+   in another (benchmarks/README.md, "A space archlab had never seen"). It is process-wide and cannot
    be undone (a ``"system"`` backend made later in the same process times with it too; each
    CLI command makes one), and the table records the setting (missing in older tables:
    ``"system"``).
