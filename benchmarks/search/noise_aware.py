@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import statistics
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,14 @@ import numpy as np
 import optuna
 
 from archlab import LatencyTable, Predictor, count, description_from_dict, load_space
-from archlab.search.racing import Point, front, pooled_seed_sd, standard_error, unresolved, within_reach
+from archlab.search.racing import (
+    Point,
+    front,
+    pooled_seed_sd,
+    standard_error,
+    unresolved,
+    within_reach,
+)
 from benchmarks.common import write_result
 
 
@@ -87,7 +95,7 @@ class World:
         key = json.dumps(choices, sort_keys=True, default=str)
         if key not in self._cache:
             desc = self.space.decode(choices)
-            h = np.random.default_rng([self.seed, abs(hash(key)) % (2**32)])
+            h = np.random.default_rng([self.seed, zlib.crc32(key.encode())])  # stable across processes
             true = float(features(desc) @ self.coef + h.normal(0, self.residual_sd))
             bias = float(h.normal(0, self.cal["bias_sd"]))
             latency = self.predictor.score(desc).latency_ms[self.label]
@@ -95,7 +103,7 @@ class World:
         return self._cache[key]
 
     def evaluate(self, choices: dict[str, Any]) -> float:
-        latency, true, bias = self.member(choices)
+        _, true, bias = self.member(choices)
         return self.cal["slope"] * true + bias + float(self.rng.normal(0, self.cal["seed_sd"]))
 
 
