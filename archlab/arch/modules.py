@@ -101,7 +101,7 @@ class Attention(nn.Module):
         super().__init__()
         self.heads, self.kind = heads, kind
         self.kv_heads = kv_heads or heads
-        head_dim = dim // heads
+        self.head_dim = head_dim = dim // heads  # a constant, not computed from shapes: tracers (coremltools) need that
         kv_dim = self.kv_heads * head_dim
         self.to_q = nn.Linear(dim, dim, bias=False)
         if shared_kv:
@@ -130,7 +130,7 @@ class Attention(nn.Module):
             k = v = self.to_kv(context)
         else:
             k, v = self.to_k(context), self.to_v(context)
-        d = c // self.heads
+        d = self.head_dim
         q = q.reshape(b, n, self.heads, d).transpose(1, 2)
         k, v = (t.reshape(b, -1, self.kv_heads, d).transpose(1, 2) for t in (k, v))
         if hasattr(self, "norm_q"):
@@ -225,9 +225,9 @@ class Transformer2D(nn.Module):
         residual = x
         x = self.norm(x)
         if self.linear:
-            x = self.proj_in(x.permute(0, 2, 3, 1).reshape(b, h * w, c))
+            x = self.proj_in(x.permute(0, 2, 3, 1).reshape(b, -1, c))  # -1, not h * w: no size arithmetic to trace
         else:
-            x = self.proj_in(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+            x = self.proj_in(x).permute(0, 2, 3, 1).reshape(b, -1, c)
         for block in self.transformer_blocks:
             x = block(x, context, (h, w))
         # back to contiguous NCHW (as diffusers does): a permuted view would hand the next
