@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import List, Optional
@@ -9,8 +10,13 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from archlab.cli.common import finite, err_console, out_console, user_errors
-from archlab.cost.table import CALIBRATION_MODELS, CALIBRATION_PASSES, MAX_PASSES, VERSUS_FLOPS_SAMPLES
+from archlab.cli.common import err_console, finite, out_console, user_errors
+from archlab.cost.table import (
+    CALIBRATION_MODELS,
+    CALIBRATION_PASSES,
+    MAX_PASSES,
+    VERSUS_FLOPS_SAMPLES,
+)
 from archlab.errors import ConfigError
 from archlab.files import write_text
 
@@ -73,7 +79,8 @@ def build_cmd(
     only the missing blocks are measured.
     """
     from archlab.cost.backends import get_backend
-    from archlab.tables import calibrate as fit, measure_blocks, open_for_build, pass_limit
+    from archlab.tables import calibrate as fit
+    from archlab.tables import measure_blocks, open_for_build, pass_limit
     from archlab.tables.sources import sample_models, source_specs
 
     pass_limit(CALIBRATION_PASSES, settle, max_passes)  # before anything is timed
@@ -121,8 +128,14 @@ def validate_cmd(
     Every architecture is timed twice, far apart (interleaved with the others): the
     agreement of the two passes is the noise floor the predictor is judged against.
     """
-    from archlab.tables import backend_for, pass_limit, sample_table_models, stored_calibration, validate
     from archlab.cost.table import LatencyTable
+    from archlab.tables import (
+        backend_for,
+        pass_limit,
+        sample_table_models,
+        stored_calibration,
+        validate,
+    )
 
     pass_limit(passes, settle, max_passes)  # before anything is loaded or timed
     table = LatencyTable.load(table_file)
@@ -138,34 +151,56 @@ def validate_cmd(
                           recalibrate=calibration, settle=settle, max_passes=max_passes)
     finally:
         runtime.close()  # also on --json and on errors
-    result.update(seed=seed, pick=pick)
+    result = dataclasses.replace(result, seed=seed, pick=pick)
     if recalibrate:
         err_console.print(f"overhead: {describe_overhead(table)} (refitted on {len(calibration)} calibration models "
                           "timed in the validation's passes; saved in the table)")
+    data = result.to_dict()
     if out is not None:
-        write_text(out, json.dumps(result, indent=1))
+        write_text(out, json.dumps(data, indent=1))
     if as_json:
-        print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=2))
+        print(json.dumps({k: v for k, v in data.items() if k != "models"}, indent=2))
         return
-    before = result.get("as_stored")
+    render_validation(result)
+
+
+def render_validation(result) -> None:
+    """A validation's figures as a table, then a line each: closer than FLOPs, the room FLOPs
+    leaves, how settled the truth is, and which goals are met (:class:`archlab.tables.Validation`)."""
+    from archlab.tables import FIGURES, GOALS
+
+    before, retest, diffs = result.as_stored, result.retest, result.table_minus_flops
     t = Table("figure", *(["table, as stored", "table, refitted here"] if before else ["table"]), "FLOPs baseline",
-              "table - FLOPs (+- bootstrap se)", *(["re-measurement (pass 1 vs 2)"] if passes >= 2 else []))
-    for k, label in (("within_10", "within +-10%"), ("within_5", "within +-5%"), ("rmspe", "RMSPE"), ("spearman", "Spearman")):
+              *(["table - FLOPs (+- bootstrap se)"] if diffs else []), *(["re-measurement (pass 1 vs 2)"] if retest else []))
+    for k, label in zip(FIGURES, ("within +-10%", "within +-5%", "RMSPE", "Spearman")):
         fmt = "{:.1%}" if k != "spearman" else "{:.3f}"
-        diff = result["table_minus_flops"][k]
-        t.add_row(label, *([fmt.format(before[k])] if before else []), fmt.format(result[k]), fmt.format(result[f"flops_{k}"]),
-                  f"{fmt.format(diff['difference'])} +- {fmt.format(diff['se'])}",
-                  *([fmt.format(result[f"retest_{k}"])] if passes >= 2 else []))
+        t.add_row(label, *([fmt.format(getattr(before.table, k))] if before else []), fmt.format(getattr(result.table, k)),
+                  fmt.format(getattr(result.flops, k)),
+                  *([f"{fmt.format(diffs[k].difference)} +- {fmt.format(diffs[k].se)}"] if diffs else []),
+                  *([fmt.format(getattr(retest, k))] if retest else []))
     out_console.print(t)
-    closer = result["table_closer"]
-    out_console.print(f"{result['samples']} models ({pick}); the table is closer than FLOPs on "
-                      f"{closer['share']:.0%} of them (+- {closer['se']:.0%}; sign test p = {closer['sign_test_p']:.2g})")
-    out_console.print(flops_room(result["flops_disagreement"]))
-    spread = result.get("truth_spread")
+    closer = result.table_closer
+    if closer is not None:
+        out_console.print(f"{result.samples} models ({result.pick}); the table is closer than FLOPs on "
+                          f"{closer.share:.0%} of them (+- {closer.se:.0%}; sign test p = {closer.sign_test_p:.2g})")
+    if result.flops_disagreement is not None:
+        out_console.print(flops_room(dataclasses.asdict(result.flops_disagreement)))
+    spread = result.truth_spread
     if spread:
-        counts = f"{result['passes']}" + (f"-{spread['passes_max']}" if spread["passes_max"] > result["passes"] else "")
+        counts = f"{result.passes}" + (f"-{spread.passes_max}" if spread.passes_max > result.passes else "")
         out_console.print(f"measured: each model's fastest of {counts} passes; its second fastest within "
-                          f"{spread['rms']:.1%} RMS of it (at most {spread['max']:.1%})")
+                          f"{spread.rms:.1%} RMS of it (at most {spread.max:.1%})")
+    met = result.goals()
+    ratio = result.rmspe_over_retest
+    parts = [f"within +-10% >= {GOALS.within_10:.0%}: {'met' if met['within_10'] else 'not met'}",
+             f"RMSPE <= {GOALS.rmspe_over_retest}x re-measurement: "
+             + ("no re-measurement" if ratio is None else f"{ratio:.2f}x, {'met' if met['rmspe_over_retest'] else 'not met'}"),
+             f"Spearman >= {GOALS.spearman}: {'met' if met['spearman'] else 'not met'}"]
+    beyond = result.beyond_noise()
+    lead = ", ".join(label for k, label in zip(FIGURES, ("within +-10%", "within +-5%", "RMSPE", "Spearman"))
+                     if beyond and beyond[k]) if beyond else ""
+    out_console.print("goals: " + "; ".join(parts) + (f"; ahead of FLOPs beyond 2 se on {lead}" if lead else
+                                                       "; ahead of FLOPs beyond 2 se on no figure" if beyond else ""))
 
 
 @table_app.command("vs-flops")
@@ -184,8 +219,8 @@ def vs_flops_cmd(
     FLOPs on within +-10%; where they rank alike, not on Spearman either. This says which
     figures a validation can separate them on, for this table and space.
     """
-    from archlab.tables import versus_flops
     from archlab.cost.table import LatencyTable
+    from archlab.tables import versus_flops
 
     if samples < 3:
         raise ConfigError("--samples", f"must be at least 3 (a ranking needs three), not {samples}")
@@ -227,8 +262,10 @@ def calibrate_cmd(
 
     Every block of the calibration models is checked to be in the table before anything is timed.
     """
-    from archlab.tables import backend_for, calibrate as fit, pass_limit, refit as fit_stored, sample_table_models
     from archlab.cost.table import STATISTICS, LatencyTable
+    from archlab.tables import backend_for, pass_limit, sample_table_models
+    from archlab.tables import calibrate as fit
+    from archlab.tables import refit as fit_stored
 
     pass_limit(CALIBRATION_PASSES, settle, max_passes)
     table = LatencyTable.load(table_file)
@@ -266,8 +303,8 @@ def check_cmd(
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Is this table true here? Compares fingerprints and re-times a few of its calibration models here (the drift)."""
-    from archlab.tables import backend_for, check
     from archlab.cost.table import LatencyTable
+    from archlab.tables import backend_for, check
 
     table = LatencyTable.load(table_file)
     runtime = backend_for(table, warmup=table.meta.warmup, repeats=repeats, refuse_other_machine=False)

@@ -14,10 +14,9 @@ from archlab.arch.description import Description
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.keys import BlockSpec
 from archlab.cost.predict import Predictor
-from archlab.cost.table import (LatencyTable)
+from archlab.cost.table import LatencyTable
 from archlab.errors import ConfigError
 from archlab.progress import progress_bar
-
 
 
 def refuse_foreign(table: LatencyTable, backend: LatencyBackend) -> None:

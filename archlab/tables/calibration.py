@@ -7,15 +7,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from archlab.arch.description import Description
-
 from archlab.arch.reading import description_from_dict
 from archlab.cost.backends import LatencyBackend
 from archlab.cost.predict import DTYPE_BYTES, Predictor
-from archlab.cost.table import (CALIBRATION_PASSES, MAX_PASSES, RICHER_FORM_SE,
-                                FitPoint, LatencyTable, fit_overhead)
+from archlab.cost.table import (
+    CALIBRATION_PASSES,
+    MAX_PASSES,
+    RICHER_FORM_SE,
+    FitPoint,
+    LatencyTable,
+    fit_overhead,
+)
 from archlab.errors import ConfigError
 from archlab.tables.timing import ModelTimings
-
 
 
 def fit_points(table: LatencyTable, descs: Sequence[Description], truths: Sequence[float]) -> list[FitPoint]:

@@ -7,10 +7,9 @@ import numpy as np
 
 from archlab.arch.reading import description_from_dict
 from archlab.cost.backends import LatencyBackend
-from archlab.cost.table import (CALIBRATION_PASSES, LatencyTable)
+from archlab.cost.table import CALIBRATION_PASSES, LatencyTable
 from archlab.errors import ConfigError
 from archlab.tables.timing import ModelTimings
-
 
 
 def check(table: LatencyTable, backend: LatencyBackend, *, models: int = 3, passes: int = CALIBRATION_PASSES,

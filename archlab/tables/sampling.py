@@ -8,16 +8,15 @@ import numpy as np
 
 from archlab.arch.description import Description
 from archlab.cost.predict import Predictor
-from archlab.cost.table import (LatencyTable, MissingBlocks)
+from archlab.cost.table import LatencyTable, MissingBlocks
 from archlab.errors import ConfigError
 from archlab.tables.calibration import flops_baseline
 
 
-
 def table_space(table: LatencyTable, space: str | None = None):
     """The space whole models are sampled from: ``space``, else the table's first space source."""
-    from archlab.tables.sources import resolve_sources
     from archlab.search.space import load_space
+    from archlab.tables.sources import resolve_sources
 
     if space is not None:
         return load_space(space)

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Iterator, Sequence, TypeVar
 
 from archlab.arch.description import Description
-
-from archlab.arch.reading import load_description
 from archlab.arch.presets import preset, presets
+from archlab.arch.reading import load_description
 from archlab.config import read_yaml
 from archlab.cost.keys import BlockSpec, distinct_specs
 from archlab.errors import ConfigError

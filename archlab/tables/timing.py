@@ -10,15 +10,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from archlab.arch.description import Description
-
 from archlab.arch.reading import description_from_dict
 from archlab.convert import model_and_inputs
 from archlab.cost.backends import LatencyBackend, Timing
 from archlab.cost.predict import count
-from archlab.cost.table import (MAX_PASSES, now)
+from archlab.cost.table import MAX_PASSES, now
 from archlab.errors import ConfigError
 from archlab.progress import progress_bar
-
 
 
 def model_file_name(desc: Description) -> str:

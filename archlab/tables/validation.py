@@ -1,6 +1,7 @@
 """Validation against re-measurement, and how far a table stands from its FLOPs baseline."""
 
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -11,12 +12,12 @@ from scipy.stats import spearmanr
 from archlab.arch.description import Description
 from archlab.cost.backends import LatencyBackend
 from archlab.cost.predict import Predictor
-from archlab.cost.table import (MAX_PASSES, VERSUS_FLOPS_SAMPLES, LatencyTable)
+from archlab.cost.table import MAX_PASSES, VERSUS_FLOPS_SAMPLES, LatencyTable
 from archlab.errors import ConfigError
 from archlab.tables.calibration import flops_baseline, store_fit
 from archlab.tables.sampling import sample_table_models
 from archlab.tables.timing import ModelTimings, measured
-
+from archlab.tables.validation_result import FIGURES, Validation
 
 
 def accuracy(predicted: Iterable[float], measured: Iterable[float]) -> dict[str, float]:
@@ -29,10 +30,6 @@ def accuracy(predicted: Iterable[float], measured: Iterable[float]) -> dict[str,
         "spearman": float(spearmanr(p, m).statistic) if len(p) > 2 else float("nan"),
         "mean_error": float(np.mean(err)),
     }
-
-
-
-FIGURES = ("within_10", "within_5", "rmspe", "spearman")
 
 
 
@@ -120,7 +117,7 @@ def versus_flops(table: LatencyTable, *, n: int = VERSUS_FLOPS_SAMPLES, seed: in
 
 def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Description], *, seed: int,
              timings_path: str | Path | None = None, passes: int = 2, show_progress: bool = True,
-             recalibrate: Sequence[Description] = (), settle: float = 0.0, max_passes: int = MAX_PASSES) -> dict[str, Any]:
+             recalibrate: Sequence[Description] = (), settle: float = 0.0, max_passes: int = MAX_PASSES) -> Validation:
     """Predicted vs measured end to end for the table, a FLOPs-only baseline, and re-measurement.
 
     Every model is timed ``passes`` times, interleaved with the others (stored in
@@ -151,23 +148,21 @@ def validate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Descr
                 label="calibration and validation models" if calibration else "validation models",
                 settle=settle, max_passes=max_passes, statistic=table.statistic)
     if not calibration:
-        return {**score(table, timings, descs, seed=seed), "calibration": "as stored in the table"}
+        return dataclasses.replace(score(table, timings, descs, seed=seed), calibration="as stored in the table")
     stored_fit = dict(table.metadata.get("overhead") or {})  # as the file holds it: reported back as it was
     as_stored = score(table, timings, descs, seed=seed)
     store_fit(table, calibration, [timings.truth(d, table.statistic) for d in calibration],
               seed=table.meta.overhead.seed if table.meta.overhead else None,  # the seed they were sampled with, if any
               timing={**timings.protocol(passes, settle), "with": "the validation's models"})
-    result = {**score(table, timings, descs, seed=seed),
-              "calibration": f"refitted on {len(calibration)} models timed in the same passes"}
     # the fit the table had, on the same timings: how much of its error was the host's drift since
-    result["as_stored"] = {**{k: v for k, v in as_stored.items() if k not in ("table", "backend", "device")},
-                           "calibration": "as stored in the table",
-                           "overhead": {k: v for k, v in stored_fit.items() if k != "models"}}
-    return result
+    before = dataclasses.replace(as_stored, table_path=None, backend=None, device=None, calibration="as stored in the table",
+                                 extra={"overhead": {k: v for k, v in stored_fit.items() if k != "models"}})
+    return dataclasses.replace(score(table, timings, descs, seed=seed), as_stored=before,
+                               calibration=f"refitted on {len(calibration)} models timed in the same passes")
 
 
 
-def score(table: LatencyTable, timings: ModelTimings, descs: Sequence[Description], *, seed: int) -> dict[str, Any]:
+def score(table: LatencyTable, timings: ModelTimings, descs: Sequence[Description], *, seed: int) -> Validation:
     """:func:`validate`'s figures for timed ``descs`` under the table's current overhead term."""
     a, b = flops_baseline(table)
     stat = table.statistic
@@ -181,19 +176,18 @@ def score(table: LatencyTable, timings: ModelTimings, descs: Sequence[Descriptio
                      "flops_predicted_ms": round(a + b * c.gflops, 3), "gflops": round(c.gflops, 3), "params": c.params})
     truth = [r["measured_ms"] for r in rows]
     predicted, flops = [r["predicted_ms"] for r in rows], [r["flops_predicted_ms"] for r in rows]
-    result = {**accuracy(predicted, truth), **{f"flops_{k}": v for k, v in accuracy(flops, truth).items()},
-              "table_minus_flops": paired_bootstrap(predicted, flops, truth, seed=seed),
-              "table_closer": closer_share(predicted, flops, truth), "flops_disagreement": disagreement(predicted, flops)}
+    result: dict[str, Any] = {
+        **accuracy(predicted, truth), **{f"flops_{k}": v for k, v in accuracy(flops, truth).items()},
+        "table_minus_flops": paired_bootstrap(predicted, flops, truth, seed=seed),
+        "table_closer": closer_share(predicted, flops, truth), "flops_disagreement": disagreement(predicted, flops)}
     passes = min(len(r["passes_ms"]) for r in rows)
     if passes >= 2:
-        retest = accuracy([r["passes_ms"][0] for r in rows], [r["passes_ms"][1] for r in rows])
-        result.update({f"retest_{k}": v for k, v in retest.items()})
-        result["rmspe_over_retest"] = result["rmspe"] / retest["rmspe"] if retest["rmspe"] else float("inf")
+        result.update({f"retest_{k}": v for k, v in accuracy([r["passes_ms"][0] for r in rows],
+                                                            [r["passes_ms"][1] for r in rows]).items()})
         # how far the truth itself may be off: each model's second fastest pass against its fastest
         gaps = [sorted(r["passes_ms"])[1] / min(r["passes_ms"]) - 1 for r in rows]
         result["truth_spread"] = {"rms": float(np.sqrt(np.mean(np.square(gaps)))), "max": float(max(gaps)),
                                   "passes_max": max(len(r["passes_ms"]) for r in rows)}
     result.update({"samples": len(rows), "passes": passes, "statistic": stat, "overhead_form": table.overhead.form,
                    "table": str(table.path), "backend": timings.data["runtime"], "device": timings.data["device"], "models": rows})
-    return result
-
+    return Validation.from_dict(result)

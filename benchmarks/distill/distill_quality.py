@@ -27,6 +27,7 @@ from archlab.arch.presets import resolve
 from archlab.distill import DistillConfig, DistillFile, GanConfig, run_distill, run_gan
 from archlab.quality import QualityConfig, QualityPipeline
 from archlab.quality.metrics import paired
+from benchmarks.common import write_result
 
 METRICS = ("eval_score", "fd")
 
@@ -91,7 +92,7 @@ def main() -> None:
                           "gains": {k: f"{v['value']:+.3f} ± {v['se']:.3f}" for k, v in x["paired_eval_score_gains"].items()}}
                       for n, x in result["archs"].items()}, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps(result, indent=1, default=str))
+        write_result(a.out, result)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from archlab.tables import (
     sample_table_models,
 )
 from archlab.tables.sources import source_specs
+from benchmarks.common import write_result
 from benchmarks.latency.block_timing_choice import held_out_rounds
 from benchmarks.latency.latency_unseen_space import SPACE, write_space
 
@@ -105,7 +106,7 @@ def main() -> None:
     result["held_out"] = rounds
     print(json.dumps({k: v for k, v in result.items() if k != "held_out"}, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps(result, indent=1))
+        write_result(a.out, result)
 
 
 if __name__ == "__main__":

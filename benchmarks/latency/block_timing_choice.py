@@ -30,6 +30,7 @@ import numpy as np
 from archlab.cost.table import LatencyTable, fit_overhead
 from archlab.tables import accuracy, fit_points, sample_table_models
 from archlab.tables.sources import at_quantiles
+from benchmarks.common import write_result
 from benchmarks.latency.calibration_choice import add_round_options
 
 SIZE_BINS = ((0, 400e6, "under 400M"), (400e6, 650e6, "400-650M"), (650e6, float("inf"), "over 650M"))
@@ -101,7 +102,7 @@ def main() -> None:
                               "tables": held_out_rounds(points, truths, params, rounds=a.rounds, pool=a.pool, models=a.models)}
     print(json.dumps(out, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps(out, indent=1))
+        write_result(a.out, out)
 
 
 if __name__ == "__main__":

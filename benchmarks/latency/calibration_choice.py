@@ -28,6 +28,7 @@ import numpy as np
 from archlab.cost.table import LatencyTable, fit_overhead
 from archlab.tables import accuracy, fit_points, sample_table_models
 from archlab.tables.sources import at_quantiles
+from benchmarks.common import write_result
 
 
 def add_round_options(p: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ def main() -> None:
                        "ends_minus_spread": float((e - sp).mean()), "ends_better_share": float(np.mean(better(e - sp)))}
     print(json.dumps(out, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps(out, indent=1))
+        write_result(a.out, out)
 
 
 if __name__ == "__main__":

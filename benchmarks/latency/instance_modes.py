@@ -25,6 +25,7 @@ import numpy as np
 
 from archlab.cost.backends import get_backend
 from archlab.tables import ModelTimings, time_model
+from benchmarks.common import write_result
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
         print(f"{name}: {values}  slow (>5% over the fastest): {int(slow.sum())}/{len(v)}"
               + (f", {rows[-1]['slow_over_fast']:.3f}x the fast ones" if slow.any() else ""))
     if a.out is not None:
-        a.out.write_text(json.dumps({"backend": a.backend, "rounds": a.rounds, "repeats": a.repeats, "models": rows}, indent=1))
+        write_result(a.out, {"backend": a.backend, "rounds": a.rounds, "repeats": a.repeats, "models": rows})
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from archlab.tables import (
     validate,
 )
 from archlab.tables.sources import source_specs
+from benchmarks.common import write_result
 
 SPACE = {
     "name": "unseen",
@@ -109,7 +110,7 @@ def main() -> None:
     table.metadata["overhead"] = json.loads(sequential_fit.read_text())  # a rerun starts from the build's fit again
     result = validate(table, validator, descs, seed=a.validation_seed, timings_path=a.work / f"{a.backend}.timings.json",
                       passes=a.passes, recalibrate=stored_calibration(table)[0] if a.protocol == "joint" else (),
-                      settle=a.settle, max_passes=a.max_passes)
+                      settle=a.settle, max_passes=a.max_passes).to_dict()
     if a.protocol == "joint":
         result["sequential"] = result.pop("as_stored")  # the build's fit scored on the same timings
     result["protocol"] = a.protocol
@@ -126,7 +127,7 @@ def main() -> None:
         summary["sequential"] = {k: result["sequential"][k] for k in (*figures, "rmspe_over_retest", "overhead_form")}
     print(json.dumps(summary, indent=2))
     if a.out is not None:
-        a.out.write_text(json.dumps(result, indent=1))
+        write_result(a.out, result)
     backend.close()
     validator.close()
 

@@ -31,6 +31,7 @@ import numpy as np
 from archlab.arch.reading import description_from_dict
 from archlab.cost.table import FIT_FORMS, LatencyTable, _loo_errors, _solve, choose_form
 from archlab.tables import accuracy, closer_share, fit_points, paired_bootstrap
+from benchmarks.common import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,7 +112,7 @@ def main() -> None:
     out = {"cases": cases, "rule_beyond_noise_not_worse": sum(c["held_out_rmspe_beyond_noise_minus_lowest"] <= 0 for c in cases),
            "of": len(cases)}
     if a.out is not None:
-        a.out.write_text(json.dumps(out, indent=1))
+        write_result(a.out, out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from archlab.cost.backends import get_backend
 from archlab.cost.keys import spec_of
 from archlab.cost.table import LatencyTable
 from archlab.tables import sample_table_models
+from benchmarks.common import write_result
 
 
 def faults_and_ms(backend, run, repeats: int) -> tuple[float, int]:
@@ -66,7 +67,7 @@ def main() -> None:
                         backend, backend.prepare(spec.module(), spec.inputs(), name=spec.key), a.repeats)
         backend.close()
     if a.out:
-        a.out.write_text(json.dumps(out, indent=1))
+        write_result(a.out, out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable
 from archlab.tables import FIGURES, ModelTimings, score
+from benchmarks.common import write_result
 
 
 def main() -> None:
@@ -59,13 +60,13 @@ def main() -> None:
         if off > 1e-4:
             raise SystemExit(f"{spec}: its predictions differ from the table's now by up to {off:.2%}: another fit; not pooled")
     timings = ModelTimings.stored(merged)
-    result = score(table, timings, [timings.description(n) for n in names], seed=a.seed)
+    result = score(table, timings, [timings.description(n) for n in names], seed=a.seed).to_dict()
     result["runs"] = runs
     print(json.dumps({k: result[k] for k in ("samples", *FIGURES, *(f"flops_{k}" for k in FIGURES),
                                              *(f"retest_{k}" for k in ("within_10", "within_5", "rmspe")),
                                              "rmspe_over_retest", "table_minus_flops", "table_closer", "runs")}, indent=2))
     if a.out is not None:
-        a.out.write_text(json.dumps(result, indent=1))
+        write_result(a.out, result)
 
 
 if __name__ == "__main__":

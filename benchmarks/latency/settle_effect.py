@@ -21,6 +21,7 @@ from pathlib import Path
 
 from archlab.cost.table import LatencyTable
 from archlab.tables import ModelTimings, stored_calibration
+from benchmarks.common import write_result
 from benchmarks.latency.unseen_error_sources import refit_and_score, run_numbers
 
 FIGURES = ("within_10", "within_5", "rmspe", "spearman")
@@ -63,7 +64,7 @@ def main() -> None:
             f"{label}: " + ", ".join(f"{k} {row[label][k]:.3f}/{row[label][f'flops_{k}']:.3f}" for k in FIGURES)
             + f", truth spread {row['truth_spread'][label]['rms']:.1%}" for label in scored))
     if a.out is not None:
-        a.out.write_text(json.dumps({"runs": rows}, indent=1))
+        write_result(a.out, {"runs": rows})
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.common import write_result
+
 STEAL = 7  # index of steal among /proc/stat's "cpu" fields: user nice system idle iowait irq softirq steal ...
 WINDOW_S = 6.0  # seconds before a pass's stored time that count as "during" it (a pass of one model: < 5 s here)
 
@@ -77,9 +79,8 @@ def main() -> None:
         "spread_over_5pct_with_steal": sum(r["spread"] > 0.05 for r in spread_steal),
         "rows": rows,
     }
-    text = json.dumps(out, indent=1)
     if a.out:
-        a.out.write_text(text + "\n")
+        write_result(a.out, out)
     print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
 
 

@@ -14,7 +14,6 @@ its fastest run. Nothing else should run on the CPU meanwhile.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from archlab.convert import model_and_inputs
 from archlab.search.space import load_space
+from benchmarks.common import write_result
 from benchmarks.latency.latency_unseen_space import write_space
 
 
@@ -61,7 +61,7 @@ def main() -> None:
         rows.append(row)
         print(desc.name, {t: {k: v for k, v in r.items() if k != "runs_ms"} for t, r in row["threads"].items()})
     if a.out is not None:
-        a.out.write_text(json.dumps({"rounds": a.rounds, "seed": a.seed, "models": rows}, indent=1))
+        write_result(a.out, {"rounds": a.rounds, "seed": a.seed, "models": rows})
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import pandas as pd
 from archlab.cost.predict import Predictor
 from archlab.cost.table import RICHER_FORM_SE, LatencyTable
 from archlab.tables import ModelTimings, refit, score, store_fit, stored_calibration
+from benchmarks.common import write_result
 
 
 def run_numbers(text: str) -> list[int]:
@@ -53,7 +54,7 @@ def refit_and_score(table: LatencyTable, calib: list, truths: list[float], timin
     with tempfile.TemporaryDirectory() as tmp:
         copy = LatencyTable(Path(tmp) / "copy.csv", json.loads(json.dumps(table.metadata)), table.rows.copy())
         store_fit(copy, calib, truths, seed=0)
-        return score(copy, timings, descs, seed=seed), copy.metadata["overhead"]["form"]
+        return score(copy, timings, descs, seed=seed).to_dict(), copy.metadata["overhead"]["form"]
 
 
 def relative_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -111,7 +112,7 @@ def main() -> None:
             consensus.save()
             consensus = LatencyTable.load(consensus.path)
             refit(consensus)  # on the same calibration timings
-            consensus_rmspe = score(consensus, timings, descs, seed=n)["rmspe"]
+            consensus_rmspe = score(consensus, timings, descs, seed=n).table.rmspe
 
         predictor = Predictor([own], check_device=False)
 
@@ -180,7 +181,7 @@ def main() -> None:
     }
     print(json.dumps(summary, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps({"summary": summary, "runs": rows}, indent=1))
+        write_result(a.out, {"summary": summary, "runs": rows})
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ import json
 import re
 from pathlib import Path
 
-WITHIN_10, RMSPE_OVER_RETEST, SPEARMAN = 0.90, 1.25, 0.97  # the acceptance goals
+from archlab.tables import GOALS
+from benchmarks.common import write_result
+
+WITHIN_10, RMSPE_OVER_RETEST, SPEARMAN = GOALS.within_10, GOALS.rmspe_over_retest, GOALS.spearman
 FIGURES = ("within_10", "within_5", "rmspe", "spearman")
 LOWER_IS_BETTER = {"rmspe"}
 
@@ -110,7 +113,7 @@ def main() -> None:
     print(f"table ahead of FLOPs by > 2 se (of {totals['with_bootstrap']} runs with the bootstrap): "
           + ", ".join(f"{f} {k}" for f, k in totals["beyond_noise"].items()))
     if a.out is not None:
-        a.out.write_text(json.dumps({"totals": totals, "runs": rows}, indent=1))
+        write_result(a.out, {"totals": totals, "runs": rows})
 
 
 if __name__ == "__main__":

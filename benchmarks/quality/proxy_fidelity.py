@@ -41,6 +41,7 @@ import numpy as np
 from archlab import LatencyTable, Predictor, description_from_dict, load_space
 from archlab.quality import QualityConfig, QualityPipeline, registry
 from archlab.quality.fidelity import kendall, kendall_interval
+from benchmarks.common import write_result
 
 METRICS = ("heldout_loss", "text_gap", "eval_score", "fd")
 
@@ -290,7 +291,7 @@ def main() -> None:
                    for m, e in s["metrics"].items()}} for s in analysis["settings"]]
     print(json.dumps(summary, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps(result, indent=1, default=str))
+        write_result(a.out, result)
 
 
 if __name__ == "__main__":

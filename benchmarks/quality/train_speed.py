@@ -25,6 +25,7 @@ import torch
 
 from archlab import preset
 from archlab.quality import QualityConfig, QualityPipeline
+from benchmarks.common import write_result
 
 
 def trainer(min_head_dim: int, threads: int, arch: str, width: float | None = None):
@@ -107,7 +108,7 @@ def main() -> None:
               "profile_default": profile(variants["default (width 1/8, heads >= 16 wide), 2 threads"])}
     print(json.dumps(result, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps(result, indent=1))
+        write_result(a.out, result)
 
 
 if __name__ == "__main__":

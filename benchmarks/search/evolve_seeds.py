@@ -23,6 +23,8 @@ from typing import Any
 
 from scipy.stats import kendalltau
 
+from benchmarks.common import write_result
+
 
 def first_iteration(folder: Path) -> dict[str, dict[str, Any]]:
     log = json.loads((folder / "log.json").read_text())
@@ -106,7 +108,7 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in result.items() if k != "first_iteration"}, indent=1))
     if a.out is not None:
-        a.out.write_text(json.dumps(result, indent=1))
+        write_result(a.out, result)
 
 
 if __name__ == "__main__":
