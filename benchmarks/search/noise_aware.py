@@ -8,7 +8,7 @@ spread. A proxy evaluation with one seed reads ``slope x true + bias_arch + nois
 bias is the proxy's own error (fixed per architecture: more seeds do not remove it), the
 noise the seed's (fresh each evaluation). Slope, bias and seed spread come from the chosen
 proxy's two replicates against the reference (``benchmarks/quality/quality_analysis.py``
-figures, or ``--calibration``).
+figures: :func:`calibrate`, from the committed results).
 
 Each method spends the same number of proxy evaluations (``--budget``, one evaluation = one
 proxy seed):
@@ -16,7 +16,13 @@ proxy seed):
 - ``tpe`` and ``nsga2``: one evaluation per candidate (Optuna's samplers, seeded);
 - ``racing``: TPE's proposals, one evaluation first, one more while the candidate is within
   reach of the current front (``archlab.search.racing``), up to ``--max-seeds``; a fifth
-  of the budget kept to re-evaluate front members still tied at the end.
+  of the budget kept to re-evaluate front members still tied at the end;
+- ``rung``: racing with a cheaper first look. A candidate's first seed is read part way
+  through its training (the calibration's ``rung``: its cost as a share of a full run, and
+  that reading's own slope, bias and seed spread, with its correlation to the full reading of
+  the same run); only a candidate within reach of the front *of those first looks* trains on
+  to the full run (paying the rest), and then races as ``racing`` does. TPE is told a
+  candidate that stopped at the first look was pruned.
 
 A method's answer is the Pareto front of its own estimates; it is judged by the *true*
 hypervolume of those members (their exact latency and true quality) against one reference
@@ -40,6 +46,7 @@ import numpy as np
 import optuna
 
 from archlab import LatencyTable, Predictor, count, description_from_dict, load_space
+from archlab.quality import registry
 from archlab.search.racing import (
     Point,
     front,
@@ -106,6 +113,24 @@ class World:
         _, true, bias = self.member(choices)
         return self.cal["slope"] * true + bias + float(self.rng.normal(0, self.cal["seed_sd"]))
 
+    def evaluate_with_rung(self, choices: dict[str, Any]) -> tuple[float, float]:
+        """One training run read part way (the rung) and at its end: (rung reading, full reading), their seed noise
+        and their biases correlated as the calibration says."""
+        _, true, bias = self.member(choices)
+        r = self.cal["rung"]
+        z_full, z_other = self.rng.normal(size=2)
+        full = self.cal["slope"] * true + bias + self.cal["seed_sd"] * float(z_full)
+        seed_part = r["seed_sd"] * (r["rho_seed"] * float(z_full) + math.sqrt(max(0.0, 1 - r["rho_seed"] ** 2)) * float(z_other))
+        return r["slope"] * true + self.rung_bias(choices, bias) + seed_part, full
+
+    def rung_bias(self, choices: dict[str, Any], bias: float) -> float:
+        """The first look's own proxy error, fixed per architecture, correlated ``rho_bias`` with the full one's."""
+        r = self.cal["rung"]
+        key = json.dumps(choices, sort_keys=True, default=str)
+        h = np.random.default_rng([self.seed, zlib.crc32(key.encode()), 1])
+        scaled = bias / self.cal["bias_sd"] if self.cal["bias_sd"] > 0 else 0.0
+        return r["bias_sd"] * (r["rho_bias"] * scaled + math.sqrt(max(0.0, 1 - r["rho_bias"] ** 2)) * float(h.normal()))
+
 
 def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
     """2-D hypervolume: latency minimised, quality maximised, against ``ref`` (worst latency, worst quality): the
@@ -118,15 +143,21 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
     return sum((ref[0] - lat) * (q - below) for lat, q, below in frontier)
 
 
-def run_method(method: str, world: World, budget: int, *, max_seeds: int, z: float, item_se: float, seed: int) -> list[dict]:
-    """Spend ``budget`` proxy evaluations; the evaluated candidates with their estimates."""
+def run_method(method: str, world: World, budget: float, *, max_seeds: int, z: float, item_se: float,
+               seed: int) -> list[dict]:
+    """Spend ``budget`` full-run equivalents of proxy training; the candidates evaluated to the end, with their
+    estimates (the first looks that stopped there are not answers)."""
     evaluated: dict[str, dict] = {}
-    spent = {"n": 0}
+    first_looks: dict[str, Point] = {}
+    spent = {"n": 0.0}
     sampler = {"tpe": optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
                "racing": optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
+               "rung": optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
                "nsga2": optuna.samplers.NSGAIISampler(seed=seed, population_size=20)}[method]
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
-    reserve = budget // 5 if method == "racing" else 0
+    races = method in ("racing", "rung")
+    reserve = budget / 5 if races else 0.0
+    rung = world.cal.get("rung") if method == "rung" else None
 
     def points(prior: float | None) -> list[Point]:
         return [Point(e["latency"], float(np.mean(e["values"])), standard_error(e["values"], item_se, prior), key=k)
@@ -136,34 +167,48 @@ def run_method(method: str, world: World, budget: int, *, max_seeds: int, z: flo
         choices = world.space.pick(lambda name, opts: trial.suggest_categorical(name, list(opts)))
         key = json.dumps(choices, sort_keys=True, default=str)
         latency, _, _ = world.member(choices)
-        entry = evaluated.setdefault(key, {"choices": choices, "latency": latency, "values": []})
-        if not entry["values"]:
-            entry["values"].append(world.evaluate(choices))
-            spent["n"] += 1
-        if method == "racing":
-            while len(entry["values"]) < max_seeds and spent["n"] < budget - reserve:
-                prior = pooled_seed_sd(e["values"] for e in evaluated.values())
+        if key in evaluated:
+            return latency, float(np.mean(evaluated[key]["values"]))
+        if key in first_looks:
+            raise optuna.TrialPruned()
+        if rung is not None:  # the first look, part way through the first seed's run
+            early, full = world.evaluate_with_rung(choices)
+            spent["n"] += rung["cost"]
+            me = Point(latency, early, math.hypot(rung["seed_sd"], rung.get("item_se", 0.0)), key=key)
+            others = list(first_looks.values())
+            first_looks[key] = me
+            if not within_reach(me, front(others), z=z):
+                raise optuna.TrialPruned()
+            spent["n"] += 1.0 - rung["cost"]  # trains on to the end of the same run
+            first = full
+        else:
+            first = world.evaluate(choices)
+            spent["n"] += 1.0
+        entry = evaluated.setdefault(key, {"choices": choices, "latency": latency, "values": [first]})
+        if races:
+            while len(entry["values"]) < max_seeds and spent["n"] + 1.0 <= budget - reserve:
+                prior = pooled_seed_sd(e["values"] for e in evaluated.values()) or world.cal["seed_sd_prior"]
                 pts = points(prior)
                 me = next(p for p in pts if p.key == key)
                 if not within_reach(me, front(p for p in pts if p.key != key), z=z):
                     break
                 entry["values"].append(world.evaluate(choices))
-                spent["n"] += 1
+                spent["n"] += 1.0
         return latency, float(np.mean(entry["values"]))
 
-    while spent["n"] < budget - reserve:
+    while spent["n"] + 1.0 <= budget - reserve:
         study.optimize(objective, n_trials=1)
-    if method == "racing":  # the reserve: more seeds for front members still tied
-        while spent["n"] < budget:
-            prior = pooled_seed_sd(e["values"] for e in evaluated.values())
+    if races:  # the reserve: more seeds for front members still tied
+        while spent["n"] + 1.0 <= budget:
+            prior = pooled_seed_sd(e["values"] for e in evaluated.values()) or world.cal["seed_sd_prior"]
             tied = [p for p in unresolved(front(points(prior)), z=z) if len(evaluated[p.key]["values"]) < max_seeds]
             if not tied:
                 break
             for p in tied:
-                if spent["n"] >= budget:
+                if spent["n"] + 1.0 > budget:
                     break
                 evaluated[p.key]["values"].append(world.evaluate(evaluated[p.key]["choices"]))
-                spent["n"] += 1
+                spent["n"] += 1.0
     return list(evaluated.values())
 
 
@@ -177,38 +222,104 @@ def answer_hv(world: World, evaluated: list[dict], ref: tuple[float, float]) -> 
     return hypervolume(true, ref)
 
 
+def _values(designs: dict[str, Any], design: str, metric: str, step: int) -> dict[str, dict[int, tuple[float, float, float]]]:
+    """arch -> seed -> (value oriented higher-is-better, its held-out se, CPU seconds to that point) at ``step``."""
+    sign = 1.0 if registry.get(metric).higher_is_better else -1.0
+    out: dict[str, dict[int, tuple[float, float, float]]] = {}
+    for arch, runs in designs["measurements"].get(design, {}).items():
+        for run, entries in runs.items():
+            e = next((e for e in entries if e["step"] == step and metric in e["metrics"]), None)
+            if e is not None:
+                m = e["metrics"][metric]
+                out.setdefault(arch, {})[int(run[1:])] = (sign * m["value"], m["se"], e["train_cpu_s"] + e["eval_cpu_s"])
+    return out
+
+
+def calibrate(reference: dict[str, Any], designs: dict[str, Any], *, ref_metric: str, design: str, metric: str,
+              full: int, rung: int | None) -> dict[str, Any]:
+    """The proxy's reading of an architecture, ``slope x reference + bias + seed noise``, fitted on the committed
+    results: the architectures both measured, every seed the design has at ``full`` steps (and at ``rung``).
+
+    ``seed_sd``: pooled within-architecture spread; ``slope``: least squares of the seeds' mean on the reference
+    mean; ``bias_sd``: the spread of that fit's residuals less what seed noise (the proxy's and the reference's own)
+    explains, at least 0. With ``rung``: the same for the reading part way, ``rho_seed`` (one run's two readings:
+    the correlation of their deviations from their architecture's means), ``rho_bias`` (of the two fits'
+    residuals) and ``cost`` (CPU to the rung over CPU to the end, medians)."""
+    ref_sign = 1.0 if registry.get(ref_metric).higher_is_better else -1.0
+    ref, ref_var = {}, []
+    for arch, runs in reference["measurements"].items():
+        vals = [ref_sign * e["ema"][ref_metric]["value"] for r in runs.values() for e in r
+                if e["step"] == reference["settings"]["steps"] and ref_metric in e.get("ema", {})]
+        if len(vals) >= 2:
+            ref[arch] = float(np.mean(vals))
+            ref_var.append(float(np.var(vals, ddof=1)))
+    ref_noise = float(np.mean(ref_var)) / 2 if ref_var else 0.0  # variance of a two-seed reference mean
+
+    def fit(step: int) -> dict[str, Any]:
+        by_arch = {a: v for a, v in _values(designs, design, metric, step).items() if a in ref and len(v) >= 2}
+        if len(by_arch) < 4:
+            raise SystemExit(f"error: {design}@{step} {metric}: {len(by_arch)} architectures with the reference and two "
+                             "seeds; at least 4 are needed")
+        archs = sorted(by_arch)
+        seeds = sorted(set.intersection(*(set(by_arch[a]) for a in archs)))
+        y = np.array([[by_arch[a][s][0] for s in seeds] for a in archs])
+        x = np.array([ref[a] for a in archs])
+        seed_sd = float(np.sqrt(np.mean(np.var(y, axis=1, ddof=1))))
+        slope, intercept = np.polyfit(x, y.mean(axis=1), 1)
+        resid = y.mean(axis=1) - (intercept + slope * x)
+        bias_var = float(np.var(resid, ddof=2)) - seed_sd**2 / len(seeds) - slope**2 * ref_noise
+        cpu = float(np.median([by_arch[a][s][2] for a in archs for s in seeds]))
+        return {"archs": archs, "seeds": seeds, "y": y, "resid": resid, "cpu": cpu,
+                "cal": {"slope": float(slope), "bias_sd": math.sqrt(max(0.0, bias_var)), "seed_sd": seed_sd,
+                        "item_se": float(np.mean([by_arch[a][s][1] for a in archs for s in seeds])),
+                        "archs": len(archs), "seeds": len(seeds)}}
+
+    end = fit(full)
+    out = {**end["cal"], "setting": f"{design}@{full}", "metric": metric, "reference_metric": ref_metric}
+    if rung is not None:
+        early = fit(rung)
+        common = [a for a in end["archs"] if a in early["archs"]]
+        ie, ir = [end["archs"].index(a) for a in common], [early["archs"].index(a) for a in common]
+        seeds = [s for s in end["seeds"] if s in early["seeds"]]
+        de = end["y"][np.ix_(ie, [end["seeds"].index(s) for s in seeds])]
+        dr = early["y"][np.ix_(ir, [early["seeds"].index(s) for s in seeds])]
+        de, dr = de - de.mean(axis=1, keepdims=True), dr - dr.mean(axis=1, keepdims=True)
+        out["rung"] = {**early["cal"], "step": rung, "cost": early["cpu"] / end["cpu"],
+                       "rho_seed": float(np.corrcoef(de.ravel(), dr.ravel())[0, 1]),
+                       "rho_bias": float(np.corrcoef(end["resid"][ie], early["resid"][ir])[0, 1])}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", type=Path, default=Path("benchmarks/results/quality_reference/quality_reference.json"))
+    p.add_argument("--designs", type=Path, default=Path("benchmarks/results/proxy_designs/proxy_designs.json"))
     p.add_argument("--metric", default="eval_score", help="the reference's quality metric the true model is fitted on")
-    p.add_argument("--calibration", type=Path, default=None,
-                   help="JSON with slope, bias_sd, seed_sd, item_se of the chosen proxy (from quality_analysis)")
-    p.add_argument("--slope", type=float, default=None)
-    p.add_argument("--bias-sd", type=float, default=None)
-    p.add_argument("--seed-sd", type=float, default=None)
-    p.add_argument("--item-se", type=float, default=None)
-    p.add_argument("--budget", type=int, default=120)
+    p.add_argument("--proxy", default="default@125:text_gap", help="DESIGN@STEPS:METRIC: the proxy the studies rank by")
+    p.add_argument("--rung", type=int, default=60, help="the first look's steps for the rung method (0: no rung method)")
+    p.add_argument("--budget", type=float, default=120, help="full proxy runs each method may spend")
     p.add_argument("--max-seeds", type=int, default=4)
     p.add_argument("--z", type=float, default=2.0)
-    p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--methods", default="tpe,nsga2,racing")
+    p.add_argument("--seeds", type=int, default=20, help="worlds")
+    p.add_argument("--first-world", type=int, default=0)
+    p.add_argument("--methods", default="tpe,nsga2,racing,rung")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     reference = json.loads(a.reference.read_text())
+    designs = json.loads(a.designs.read_text())
     coef, residual_sd = fit_true_model(reference, a.metric)
-    cal = json.loads(a.calibration.read_text()) if a.calibration else {}
-    for k, v in (("slope", a.slope), ("bias_sd", a.bias_sd), ("seed_sd", a.seed_sd), ("item_se", a.item_se)):
-        if v is not None:
-            cal[k] = v
-    missing = [k for k in ("slope", "bias_sd", "seed_sd", "item_se") if k not in cal]
-    if missing:
-        raise SystemExit(f"error: calibration lacks {', '.join(missing)} (give --calibration FILE or the flags)")
+    setting, metric = a.proxy.split(":")
+    design, full = setting.split("@")
+    cal = calibrate(reference, designs, ref_metric=a.metric, design=design, metric=metric, full=int(full),
+                    rung=a.rung or None)
+    cal["seed_sd_prior"] = cal["seed_sd"]  # what a study file's racing.seed_sd would say: this benchmark's figure
+    print(json.dumps({"calibration": cal}, indent=1), flush=True)
+    methods = [m for m in a.methods.split(",") if m != "rung" or "rung" in cal]
     space = load_space("mobilediffusion")
     predictor = Predictor([LatencyTable.load("x86-2core_torch-cpu")], check_device=False)
-    methods = a.methods.split(",")
     results: dict[str, list[float]] = {m: [] for m in methods}
-    for world_seed in range(a.seeds):
+    for world_seed in range(a.first_world, a.first_world + a.seeds):
         world = World(space, predictor, coef, residual_sd, cal, world_seed)
         sample = [world.member(c) for c, _ in space.samples(400, seed=1000 + world_seed)]
         ref = (max(s[0] for s in sample) * 1.05, min(s[1] for s in sample))
@@ -221,17 +332,18 @@ def main() -> None:
     for m in methods:
         v = results[m]
         summary[m] = {"median": statistics.median(v), "quartiles": [float(np.percentile(v, 25)), float(np.percentile(v, 75))]}
-    if "racing" in methods:
-        for m in methods:
-            if m == "racing":
+    for mine in ("racing", "rung"):
+        for m in ("tpe", "nsga2"):
+            if mine not in methods or m not in methods:
                 continue
-            d = np.array(results["racing"]) - np.array(results[m])
+            d = np.array(results[mine]) - np.array(results[m])
             boots = [float(np.median(rng.choice(d, len(d)))) for _ in range(4000)]
-            summary[f"racing_minus_{m}"] = {"median": float(np.median(d)), "ci95": [float(np.percentile(boots, 2.5)),
-                                                                                      float(np.percentile(boots, 97.5))],
-                                             "worlds_better": int((d > 0).sum()), "worlds": len(d)}
-    out = {"benchmark": "noise_aware", "calibration": {**cal, "true_model_residual_sd": residual_sd, "metric": a.metric},
-           "budget": a.budget, "max_seeds": a.max_seeds, "z": a.z, "summary": summary, "per_world": results}
+            summary[f"{mine}_minus_{m}"] = {"median": float(np.median(d)), "ci95": [float(np.percentile(boots, 2.5)),
+                                                                                    float(np.percentile(boots, 97.5))],
+                                            "worlds_better": int((d > 0).sum()), "worlds": len(d)}
+    out = {"benchmark": "noise_aware", "calibration": {**cal, "true_model_residual_sd": residual_sd},
+           "budget": a.budget, "max_seeds": a.max_seeds, "z": a.z, "worlds": [a.first_world, a.first_world + a.seeds - 1],
+           "summary": summary, "per_world": results}
     print(json.dumps(summary, indent=1))
     if a.out is not None:
         write_result(a.out, out)
