@@ -48,7 +48,7 @@ def test_a_study_races_seeds_only_within_reach_and_refines_ties(tmp_path, monkey
     from archlab.search.runner import run_study
     from archlab.search.study import load_study
 
-    def stub(self, desc, seed, trial=None):
+    def stub(self, desc, seed, trial=None, look=None):
         from archlab import count
 
         params = count(desc).params
@@ -84,3 +84,79 @@ def test_racing_needs_a_quality_and_a_cheap_objective(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="racing: races a quality objective against a minimised cheap one"):
         load_study(path)
+
+
+def test_first_look_stops_a_run_there_or_leaves_it_unchanged():
+    """A first look that says stop leaves the run at its step with that reading alone; one that says go on
+    leaves the final figures exactly as a run without it (the look evaluates on its own fixed noise)."""
+    from archlab import preset
+    from archlab.quality import EvalConfig, FirstLook, QualityConfig, QualityPipeline, TrainConfig
+
+    pipe = QualityPipeline(QualityConfig(train=TrainConfig(steps=6, batch=2), eval=EvalConfig(heldout=8, samples=2, ddim_steps=2),
+                                         device="cpu"))
+    seen = []
+    stop = pipe.judge(preset("tiny"), metrics=("heldout_loss", "text_gap"), progress=False,
+                      first_look=FirstLook(3, "text_gap", lambda est: seen.append(est) or False))
+    assert stop.stopped and stop.train.steps == 3 and set(stop.metrics) == {"text_gap"}
+    assert stop.first_look == seen[0] and stop.metrics["text_gap"] == seen[0]
+    plain = pipe.judge(preset("tiny"), metrics=("heldout_loss", "text_gap"), progress=False)
+    on = pipe.judge(preset("tiny"), metrics=("heldout_loss", "text_gap"), progress=False,
+                    first_look=FirstLook(3, "text_gap", lambda est: True))
+    assert not on.stopped and on.train.steps == 6 and on.first_look.value == pytest.approx(seen[0].value)
+    assert on.flat() == pytest.approx(plain.flat())
+
+
+def test_a_first_look_stops_candidates_beaten_by_earlier_first_looks(tmp_path, monkeypatch):
+    """A stub proxy whose first look reads 0.8 x its final figure: a candidate stops (pruned, its reading kept)
+    only when an earlier candidate at least as small read better at the first look; the rest run on and race."""
+    import numpy as np
+
+    from archlab import count
+    from archlab.quality import Estimate
+    from archlab.search import runner
+    from archlab.search.runner import run_study
+    from archlab.search.study import load_study
+
+    def stub(self, desc, seed, trial=None, look=None):
+        params = count(desc).params
+        true = np.random.default_rng(params % 100003).uniform(0, 1)
+        rng = np.random.default_rng([params % 100000, seed])
+        if look is not None:
+            est = Estimate(0.8 * true + rng.normal(0, 0.01), 0.005, 8)
+            if not look.go_on(est):
+                return {"text_gap": est.value, "text_gap_se": est.se}, {"first_look": est.as_dict(), "stopped": True}
+            return {"text_gap": true + rng.normal(0, 0.01), "text_gap_se": 0.005}, {"first_look": est.as_dict(), "stopped": False}
+        return {"text_gap": true + rng.normal(0, 0.01), "text_gap_se": 0.005}, {}
+
+    monkeypatch.setattr(runner.TrialEvaluator, "quality", stub)
+    cfg = load_study(_study(tmp_path, max_seeds=2, z=2.0, seed_sd=0.01, first_look=2, refine=False))
+    study = run_study(cfg, progress=False)
+    trials = study.get_trials()
+    stopped = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED and t.user_attrs.get("racing", {}).get("stopped")]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert stopped and len(done) == 10
+    looks = {t.number: (t.user_attrs["metric.params"], t.user_attrs["racing"]["first_look"]["value"])
+             for t in trials if "first_look" in t.user_attrs.get("racing", {})}
+    assert set(looks) >= {t.number for t in stopped + done}
+    for t in stopped:
+        size, value = looks[t.number]
+        assert t.user_attrs["racing"]["seeds"] == 0
+        assert any(n < t.number and s <= size and v > value for n, (s, v) in looks.items())  # beaten when it looked
+    for t in done:
+        size, value = looks[t.number]
+        assert not any(n < t.number and s <= size and v > value for n, (s, v) in looks.items())
+    from archlab.results.pareto import racing_spend
+
+    spend = racing_spend(study, cfg)  # what the Pareto table and report say it cost
+    assert spend["stopped_at_first_look"] == len(stopped) and spend["candidates"] == len(stopped) + len(done)
+    assert spend["full_runs"] == pytest.approx(spend["proxy_seeds"] + len(stopped) * 2 / 3, abs=0.01)
+    assert spend["proxy_seeds"] == sum(t.user_attrs["racing"]["seeds"] for t in done)
+
+
+def test_first_look_must_come_before_the_end(tmp_path):
+    from archlab import ConfigError
+    from archlab.search.study import load_study
+
+    steps = yaml.safe_load(open(os.path.join(STUDIES, "tiny.yaml")))["quality"]["train"]["steps"]
+    with pytest.raises(ConfigError, match=f"racing: first_look: {steps} must be below quality.train.steps"):
+        load_study(_study(tmp_path, first_look=steps))

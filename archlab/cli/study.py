@@ -73,19 +73,22 @@ def pareto_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else goes there)."),
 ) -> None:
     """The Pareto front (feasible trials) with standard errors, its hypervolume, and which members noise cannot tell apart."""
-    from archlab.results.pareto import front_rows, noise_note, pareto
+    from archlab.results.pareto import front_rows, noise_note, pareto, racing_spend, spend_line
     from archlab.search.runner import load_existing
     from archlab.search.study import load_study
 
     quiet_optuna()
     cfg = load_study(study)
-    front, hv, ref = pareto(load_existing(cfg, storage), cfg)
+    loaded = load_existing(cfg, storage)
+    front, hv, ref = pareto(loaded, cfg)
     names = [o.name for o in cfg.objectives]
     rows = front_rows(front, cfg)
+    spend = racing_spend(loaded, cfg)
     if as_json:
         print(json.dumps({"study": cfg.name, "objectives": names, "directions": [o.direction for o in cfg.objectives],
                           "hypervolume": hv, "reference_point": ref, "front": rows,
-                          "seed_noise_counted": cfg.quality.train.seeds > 1}, indent=2))
+                          "seed_noise_counted": cfg.quality.train.seeds > 1 or cfg.racing is not None,
+                          **({"racing": spend} if spend else {})}, indent=2))
         return
     raced = any("seeds" in r for r in rows)
     table = Table("trial", *names, *(["seeds"] if raced else []), "not distinguishable from", "architecture",
@@ -98,6 +101,8 @@ def pareto_cmd(
     out_console.print(f"hypervolume {hv:.4g} against reference point {dict(zip(names, [round(x, 4) for x in ref]))}")
     if cfg.needs_proxy:
         out_console.print(noise_note(cfg))
+    if spend:
+        out_console.print(spend_line(spend))
 
 
 @study_app.command("trials")

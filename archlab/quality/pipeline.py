@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +55,15 @@ def resolve_device(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class FirstLook:
+    """Read ``metric`` at ``step`` of the (single-seed) run, and train on only if ``go_on`` says so."""
+
+    step: int
+    metric: str
+    go_on: Callable[[Estimate], bool]
+
+
 @dataclass
 class Judgement:
     """A candidate judged: its proxy, its metrics with standard errors, what it cost."""
@@ -67,6 +76,8 @@ class Judgement:
     seed_sd: dict[str, float] = field(default_factory=dict)  # with train.seeds > 1: each metric's spread between seeds
     curve: list[dict[str, Any]] = field(default_factory=list)  # with eval.curve > 1: each point's step and values
     inherited: float | None = None  # with a supernet: the share of the proxy's parameters it inherited
+    first_look: Estimate | None = None  # with a FirstLook: its metric at its step
+    stopped: bool = False  # the first look stopped the run there: ``metrics`` holds that reading alone
 
     def flat(self) -> dict[str, float]:
         return flat(self.metrics)
@@ -79,7 +90,8 @@ class Judgement:
                 "eval_seconds": round(self.eval_seconds, 2), "peak_memory_mb": round(self.train.peak_memory_mb, 1),
                 "final_train_loss": self.train.final_loss, "metrics": {k: v.as_dict() for k, v in self.metrics.items()},
                 **({"seed_sd": self.seed_sd} if self.seed_sd else {}), **({"curve": self.curve} if self.curve else {}),
-                **({"inherited": round(self.inherited, 4)} if self.inherited is not None else {})}
+                **({"inherited": round(self.inherited, 4)} if self.inherited is not None else {}),
+                **({"first_look": self.first_look.as_dict(), "stopped": self.stopped} if self.first_look is not None else {})}
 
 
 @dataclass
@@ -326,20 +338,30 @@ class QualityPipeline:
 
     def judge(self, desc: Description, *, metrics: Sequence[str] | None = None, seed: int | None = None,
               out_dir: str | Path | None = None, progress: bool = True, keep_model: bool = False,
-              train_data: CaptionedImages | None = None) -> Judgement:
+              train_data: CaptionedImages | None = None, first_look: FirstLook | None = None) -> Judgement:
         """Train ``desc``'s proxy (on ``train_data`` instead of the training split, for controls) and measure it.
 
         With ``train.seeds`` N, N proxies (seeds ``seed`` .. ``seed + N - 1``) are trained and their
         per-item values averaged; ``seed_sd`` reports the spread between them, and each metric's
         standard error counts it (held-out and seed noise together). With ``eval.curve``
         K, each is measured at K evenly spaced points of its run and each item's values are
-        averaged over them (a learning-curve score). A supernet's slice starts each proxy."""
+        averaged over them (a learning-curve score). A supernet's slice starts each proxy. With
+        ``first_look`` (one seed, no curve), the run is measured at its step first and stops there,
+        ``stopped``, unless its ``go_on`` says otherwise."""
         names = self.metrics(metrics)
         base = self.cfg.train.seed if seed is None else seed
+        if first_look is not None and (self.cfg.train.seeds > 1 or self.cfg.eval.curve > 1
+                                       or not 1 <= first_look.step < self.cfg.train.steps):
+            raise ConfigError("first_look", f"reads one seed at a step below train.steps ({self.cfg.train.steps}), "
+                                            "without eval.curve or train.seeds > 1")
         runs = []
         for i in range(self.cfg.train.seeds):
             folder = None if out_dir is None else Path(out_dir) / (f"seed{base + i}" if i else "")
-            runs.append(self._run(desc, names, base + i, folder, progress, train_data))
+            runs.append(self._run(desc, names, base + i, folder, progress, train_data, first_look))
+        if runs[0].get("stopped"):
+            r = runs[0]
+            return Judgement(r["model"].description, {first_look.metric: r["look"]}, r["train"], r["eval_seconds"],
+                             r["model"] if keep_model else None, first_look=r["look"], stopped=True, inherited=r["inherited"])
         values = {k: np.mean([r["values"][k] for r in runs], axis=0) for k in runs[0]["values"]}
         extra = {k: Estimate(float(np.mean([r["extra"][k].value for r in runs])),
                              float(np.sqrt(np.sum([r["extra"][k].se ** 2 for r in runs]))) / len(runs), runs[0]["extra"][k].n)
@@ -359,17 +381,31 @@ class QualityPipeline:
             with first["trainer"].averaged():
                 save_trained(first["model"], Path(out_dir) / "model.safetensors", quality=self.cfg)
         return Judgement(first["model"].description, estimates, train, sum(r["eval_seconds"] for r in runs),
-                         first["model"] if keep_model else None, seed_sd, first["curve"], first["inherited"])
+                         first["model"] if keep_model else None, seed_sd, first["curve"], first["inherited"], first.get("look"))
 
     def _run(self, desc: Description, names: tuple[str, ...], seed: int, out_dir: Path | None, progress: bool,
-             train_data: CaptionedImages | None) -> dict[str, Any]:
-        """One proxy trained with ``seed`` and measured (at the end, or at each learning-curve point)."""
+             train_data: CaptionedImages | None, look: FirstLook | None = None) -> dict[str, Any]:
+        """One proxy trained with ``seed`` and measured (at the end, or at each learning-curve point; first at
+        ``look``'s step, stopping there unless it says go on)."""
         model = self.model(desc, seed=seed)
         inherited = self.supernet().inherit(model) if self.cfg.amortised.kind == "supernet" else None
         trainer = self.trainer(model, out_dir=out_dir, train=_with_seed(self.cfg.train, seed), data=train_data)
         steps, k = self.cfg.train.steps, max(1, self.cfg.eval.curve)
         points = sorted({max(1, round(steps * (j + 1) / k)) for j in range(k)})
         results, per_point, curve, eval_seconds = [], [], [], 0.0
+        seen = None
+        if look is not None:
+            results.append(trainer.train(steps=look.step, progress=progress))
+            start = time.perf_counter()
+            with trainer.averaged():
+                est, _ = self.evaluate(model, metrics=(look.metric,))
+            eval_seconds += time.perf_counter() - start
+            seen = est[look.metric]
+            if not look.go_on(seen):
+                r = results[-1]
+                train = TrainResult(trainer.step, r.seconds, r.cpu_seconds, r.steps_per_s, r.peak_memory_mb, r.final_loss, r.losses)
+                return {"model": model, "trainer": trainer, "train": train, "eval_seconds": eval_seconds,
+                        "inherited": inherited, "look": seen, "stopped": True}
         for step in points:
             results.append(trainer.train(steps=step, progress=progress))
             start = time.perf_counter()
@@ -386,7 +422,7 @@ class QualityPipeline:
                             results[-1].steps_per_s, max(r.peak_memory_mb for r in results), results[-1].final_loss,
                             [x for r in results for x in r.losses])
         return {"model": model, "trainer": trainer, "values": values, "extra": extra, "train": train, "curve": curve,
-                "eval_seconds": eval_seconds, "inherited": inherited}
+                "eval_seconds": eval_seconds, "inherited": inherited, "look": seen}
 
 
 class Measurement:

@@ -27,8 +27,10 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
 def noise_note(cfg: StudyConfig) -> str:
     """What the quality standard errors of a study count, in one sentence."""
     if cfg.racing is not None:
-        return (f"Noise-aware search: one proxy seed per candidate, up to {cfg.racing.max_seeds} where the front is decided "
-                "(the proxy seeds column); quality standard errors count held-out and seed noise (with one seed, the "
+        look = (f"each first read at {cfg.racing.first_look} of its {cfg.quality.train.steps} steps, and stopped there "
+                "unless within reach of the first readings' front; " if cfg.racing.first_look else "")
+        return (f"Noise-aware search: one proxy seed per candidate ({look}up to {cfg.racing.max_seeds} where the front is "
+                "decided: the proxy seeds column); quality standard errors count held-out and seed noise (with one seed, the "
                 "study's pooled seed spread); members within two combined standard errors are marked not distinguishable.")
     if cfg.quality.train.seeds > 1:
         return (f"Quality standard errors count held-out and seed noise ({cfg.quality.train.seeds} training seeds per "
@@ -36,6 +38,26 @@ def noise_note(cfg: StudyConfig) -> str:
     return ("Quality standard errors count held-out noise only (quality.train.seeds: 1); a second training seed moves "
             "short proxies' figures by several of them (docs/quality.md), so \"not distinguishable\" marks too few pairs: "
             "set train.seeds: 2 to count it.")
+
+
+def racing_spend(study: optuna.Study, cfg: StudyConfig) -> dict[str, float] | None:
+    """What a noise-aware study spent: candidates raced, stopped at the first look, proxy seeds trained to the end,
+    and the whole in full proxy runs (a first-look stop costs ``first_look / steps`` of one). None without racing."""
+    if cfg.racing is None:
+        return None
+    trials = [t for t in study.get_trials(deepcopy=False) if "racing" in t.user_attrs]
+    refinements = sum(1 for t in trials if "refines" in t.user_attrs)  # each adds one seed to an earlier trial's
+    stopped = sum(1 for t in trials if t.user_attrs["racing"].get("stopped"))
+    look = (cfg.racing.first_look or 0) / cfg.quality.train.steps
+    seeds = sum(t.user_attrs["racing"]["seeds"] for t in trials if "refines" not in t.user_attrs) + refinements
+    return {"candidates": len(trials) - refinements, "stopped_at_first_look": stopped, "proxy_seeds": seeds,
+            "full_runs": round(seeds + stopped * look, 2)}
+
+
+def spend_line(spend: dict[str, float]) -> str:
+    """:func:`racing_spend` in one sentence."""
+    return (f"Spent {spend['full_runs']:g} full proxy runs on {spend['candidates']} candidates: {spend['proxy_seeds']} seeds "
+            f"trained to the end, {spend['stopped_at_first_look']} candidates stopped at the first look.")
 
 
 def failures(study: optuna.Study) -> tuple[int, list[tuple[str, int]]]:

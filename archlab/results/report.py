@@ -23,7 +23,16 @@ from archlab.cost.predict import LATENCY, Predictor, parse_metric
 from archlab.cost.table import LatencyTable, MissingBlocks
 from archlab.files import write_text
 from archlab.quality import registry
-from archlab.results.pareto import complete, front_rows, is_feasible, noise_note, pareto, standard_error
+from archlab.results.pareto import (
+    complete,
+    front_rows,
+    is_feasible,
+    noise_note,
+    pareto,
+    racing_spend,
+    spend_line,
+    standard_error,
+)
 from archlab.search.study import StudyConfig
 
 REFERENCE_PRESETS = ("sd15", "snapfusion", "mobilediffusion", "mobilediffusion-lite")
@@ -213,6 +222,7 @@ def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path
         + f"<td>{r.get('seeds', 1)}</td><td>{', '.join(map(str, r['not_distinguishable_from'])) or '-'}</td><td>{html.escape(r['summary'])}</td>"
         + f"<td>{_samples_cell(r['trial'], study, cfg)}</td></tr>"
         for r in front_rows(front, cfg))
+    spend = racing_spend(study, cfg)
     body = "\n".join(f.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot{i}") for i, f in enumerate(figures))
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>archlab report: {html.escape(cfg.name)}</title>
@@ -224,7 +234,7 @@ def write_report(study: optuna.Study, cfg: StudyConfig, out: str | Path) -> Path
 hypervolume {hv:.4g} against reference point {", ".join(f"{n}={r:.4g}" for n, r in zip(names, ref))}.
 Quality figures are shown ± one standard error. "Not distinguishable from" lists the front members that are as good
 on every objective within two combined standard errors: the data does not show this design beating them.
-{html.escape(noise_note(cfg)) if cfg.needs_proxy else ""} {metric_notes(cfg)}</p>
+{html.escape(noise_note(cfg)) if cfg.needs_proxy else ""} {html.escape(spend_line(spend)) if spend else ""} {metric_notes(cfg)}</p>
 <table><tr><th>trial</th>{"".join(f"<th>{html.escape(n)}</th>" for n in names)}<th>proxy seeds</th><th>not distinguishable from</th><th>architecture</th><th>samples</th></tr>{rows}</table>
 {body}
 </body></html>"""

@@ -11,7 +11,13 @@ beat beyond noise get more, one seed at a time up to ``max_seeds`` (racing on qu
   promoted candidates) or, before there is one, ``seed_sd`` from the study file;
 - at the end, front members whose quality another member's ties within ``z`` combined
   standard errors are re-evaluated with more seeds until separated or at ``max_seeds``
-  (reported as tied).
+  (reported as tied);
+- with ``first_look`` (a step count below ``quality.train.steps``), a candidate's first seed
+  is measured part way through its training, on the ranking metric alone; it trains on only
+  when that reading is within reach (``first_look_z``) of the front *of the first looks*
+  (every candidate's reading at that step); otherwise it stops there, pruned, having cost
+  about ``first_look / steps`` of a full proxy run. The first looks rank only against each
+  other, so their bias at that step (lower quality than at the end) cancels.
 
 Everything is plain functions of (latency, quality, standard error) points, so the studies
 and the simulation in ``benchmarks/search/noise_aware.py`` run the same rules.
@@ -38,11 +44,15 @@ class RacingConfig:
     z: float = 2.0  # within reach: not beaten by a front member by more than z combined standard errors
     seed_sd: float | None = None  # the ranking metric's seed standard deviation before the study has measured its own
     refine: bool = True  # at the end, more seeds for front members not yet separated from their neighbours
+    first_look: int | None = None  # steps: read the first seed here and train on only if within reach (None: off)
+    first_look_z: float = 0.0  # within reach at the first look (0: not beaten on the point estimates alone)
 
     def __post_init__(self) -> None:
         require(self.max_seeds >= 1, "max_seeds", f"{self.max_seeds} must be at least 1")
         require(math.isfinite(self.z) and self.z > 0, "z", f"{self.z} must be a positive number")
         require(self.seed_sd is None or self.seed_sd >= 0, "seed_sd", f"{self.seed_sd} must be >= 0")
+        require(self.first_look is None or self.first_look >= 1, "first_look", f"{self.first_look} must be a step count >= 1")
+        require(math.isfinite(self.first_look_z) and self.first_look_z >= 0, "first_look_z", f"{self.first_look_z} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,26 @@ class Racer:
                 out.append(self.point({self.fast.name: t.user_attrs[f"metric.{self.fast.name}"]}, per_seed, prior, t.number))
         return out
 
+    def first_look_points(self, trials) -> list[Point]:
+        """Every candidate's first-look reading (complete trials and those it stopped) as points."""
+        out = []
+        for t in trials:
+            look = t.user_attrs.get("racing", {}).get("first_look")
+            if look and f"metric.{self.fast.name}" in t.user_attrs:
+                out.append(Point(t.user_attrs[f"metric.{self.fast.name}"], self.sign * look["value"], look["se"], t.number))
+        return out
+
+    def look(self, trial, cheap: dict):
+        """The first look of ``first_look``: go on only within reach of the front of the study's first looks."""
+        from archlab.quality import FirstLook
+
+        def go_on(est) -> bool:
+            others = self.first_look_points(trial.study.get_trials(deepcopy=False))
+            me = Point(cheap[self.fast.name], self.sign * est.value, est.se)
+            return within_reach(me, front(others), z=self.rc.first_look_z)
+
+        return FirstLook(self.rc.first_look, self.quality.metric, go_on)
+
     # ------------------------------------------------------------------ one trial
 
     def race(self, trial, desc, cheap: dict, earlier: list[dict] | None = None) -> tuple[dict, dict]:
@@ -167,9 +197,17 @@ class Racer:
         trials = trial.study.get_trials(deepcopy=False)
         prior = self.seed_sd(trials)
         others = [p for p in self.study_points(trials, prior) if p.key != trial.user_attrs.get("refines")]
+        first_look = None
         while True:
             seed = base + len(per_seed)
-            values, extra = self.evaluator.quality(desc, seed=seed, trial=trial if not per_seed else None)
+            look = self.look(trial, cheap) if self.rc.first_look and earlier is None and not per_seed else None
+            values, extra = self.evaluator.quality(desc, seed=seed, trial=trial if not per_seed else None, look=look)
+            if look is not None:
+                first_look = {"step": look.step, **extra.pop("first_look")}
+                if extra.pop("stopped"):  # out of reach at the first look: no more training, no seeds
+                    attrs.update(extra)
+                    attrs["racing"] = {"seeds": 0, "per_seed": [], "reach": [False], "first_look": first_look, "stopped": True}
+                    return {}, attrs
             attrs.update(extra if not per_seed else {})
             per_seed.append(values)
             if earlier is not None or len(per_seed) >= self.rc.max_seeds:
@@ -186,7 +224,8 @@ class Racer:
             combined[name] = sum(vals) / len(vals)
             item_se = sum(s.get(f"{name}_se", 0.0) for s in per_seed) / len(per_seed)
             combined[f"{name}_se"] = standard_error(vals, item_se, prior if name == self.quality.name else None)
-        attrs["racing"] = {"seeds": len(per_seed), "per_seed": per_seed, "reach": reach}
+        attrs["racing"] = {"seeds": len(per_seed), "per_seed": per_seed, "reach": reach,
+                           **({"first_look": first_look} if first_look is not None else {})}
         return combined, attrs
 
     # ------------------------------------------------------------------ the end

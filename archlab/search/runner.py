@@ -138,11 +138,15 @@ class TrialEvaluator:
             attrs[f"block_latency.{table.label}"] = [[b.site.name, round(b.ms[table.label], 3)] for b in c.blocks]
         return values, attrs
 
-    def quality(self, desc: Description, seed: int, trial: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
-        """The proxy's metrics; with ``trial``, a small grid of its samples kept as the trial's artifact."""
-        judged = self.pipeline.judge(desc, metrics=self.cfg.quality_metrics, seed=seed, progress=False, keep_model=True)
+    def quality(self, desc: Description, seed: int, trial: Any = None, look: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
+        """The proxy's metrics; with ``trial``, a small grid of its samples kept as the trial's artifact; with ``look``
+        (a FirstLook), its reading and whether it stopped the run (``first_look``, ``stopped``)."""
+        judged = self.pipeline.judge(desc, metrics=self.cfg.quality_metrics, seed=seed, progress=False, keep_model=True,
+                                     first_look=look)
         attrs: dict[str, Any] = {"proxy": judged.report()}
-        if trial is not None:
+        if look is not None:
+            attrs.update(first_look=judged.first_look.as_dict(), stopped=judged.stopped)
+        if trial is not None and not judged.stopped:
             attrs["samples_artifact"] = self.keep_samples(trial, judged.model)
         return judged.flat(), attrs
 
@@ -189,8 +193,10 @@ class TrialEvaluator:
         refines = trial.user_attrs.get("refines")  # a racing refinement: the same architecture, one more seed
         twin = None if refines is not None else next(
             (t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                                       optuna.trial.TrialState.RUNNING))
-             if t.number < trial.number and t.params == trial.params), None)
+                                                                       optuna.trial.TrialState.RUNNING,
+                                                                       optuna.trial.TrialState.PRUNED))
+             if t.number < trial.number and t.params == trial.params
+             and (t.state != optuna.trial.TrialState.PRUNED or t.user_attrs.get("racing", {}).get("stopped"))), None)
         if twin is not None:  # never evaluate one architecture twice (workers, or a sampler proposing it again)
             trial.set_user_attr("duplicate_of", twin.number)
             raise optuna.TrialPruned(f"the same architecture as trial {twin.number}")
@@ -210,6 +216,9 @@ class TrialEvaluator:
                 quality, qattrs = self.racer.race(trial, desc, values, earlier)
                 values.update(quality)
                 attrs.update(qattrs)
+                if qattrs["racing"].get("stopped"):  # out of reach at its first look: pruned, its reading kept
+                    record(trial, values, attrs, self.cfg, desc, constraints=False)
+                    raise optuna.TrialPruned(f"stopped at the first look ({qattrs['racing']['first_look']['step']} steps)")
             else:  # every candidate trains with the same seed: the same batches, timesteps and noise
                 quality, qattrs = self.quality(desc, seed=self.cfg.quality.train.seed, trial=trial)
                 values.update(quality)
@@ -234,13 +243,14 @@ class TrialEvaluator:
         return out
 
 
-def record(trial: Any, values: dict[str, float], attrs: dict[str, Any], cfg: StudyConfig, desc: Description) -> None:
-    """Store a trial's metrics, attributes, constraints and summary (a running or a created trial)."""
+def record(trial: Any, values: dict[str, float], attrs: dict[str, Any], cfg: StudyConfig, desc: Description, *,
+           constraints: bool = True) -> None:
+    """Store a trial's metrics, attributes, constraints (unless told not to: a pruned trial) and summary."""
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
     for k, v in values.items():
         trial.set_user_attr(f"metric.{k}", v)
-    for name, value in constraint_values(cfg, values).items():
+    for name, value in (constraint_values(cfg, values) if constraints else {}).items():
         trial.set_constraint(name, value)  # Optuna's constraint support: feasible when <= 0
     trial.set_user_attr("summary", summary(desc))
 
@@ -261,6 +271,12 @@ def summary(desc: Description) -> str:
 
 def completed(study: optuna.Study) -> int:
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def stops_per_run(cfg: StudyConfig) -> int:
+    """How many first-look stops cost one full proxy run (1 without a first look)."""
+    look = cfg.racing.first_look if cfg.racing is not None else None
+    return 1 if not look else math.ceil(cfg.quality.train.steps / look)
 
 
 def run_worker(cfg: StudyConfig, *, url: str | None = None, until: int | None = None, timeout: float | None = None,
@@ -290,8 +306,10 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, until: int | None = 
 
         callbacks.append(update)
         if target is None or completed(study) < target:
-            # failed trials do not count towards the budget: allow some, bounded
-            study.optimize(evaluator, n_trials=None if target is None else max(0, target - completed(study)) * 3 + 3,
+            # failed trials do not count towards the budget: allow some, bounded; so with a first look do the
+            # candidates it stopped (each cost about first_look / steps of a full run)
+            cap = None if target is None else (max(0, target - completed(study)) * 3 + 3) * stops_per_run(cfg)
+            study.optimize(evaluator, n_trials=cap,
                            timeout=timeout or cfg.budget.timeout_s, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
         if evaluator.racer is not None and cfg.racing.refine:  # front members still tied: one more seed each, until none
             for _ in range(cfg.racing.max_seeds):
