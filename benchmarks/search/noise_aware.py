@@ -17,12 +17,12 @@ proxy seed):
 - ``racing``: TPE's proposals, one evaluation first, one more while the candidate is within
   reach of the current front (``archlab.search.racing``), up to ``--max-seeds``; a fifth
   of the budget kept to re-evaluate front members still tied at the end;
-- ``rung``: racing with a cheaper first look. A candidate's first seed is read part way
-  through its training (the calibration's ``rung``: its cost as a share of a full run, and
+- ``first_look``: racing with a cheaper first look. A candidate's first seed is read part way
+  through its training (the calibration's ``first_look``: its cost as a share of a full run, and
   that reading's own slope, bias and seed spread, with its correlation to the full reading of
-  the same run); only a candidate within reach of the front *of those first looks* trains on
+  the same run); only a candidate within reach (``--first-look-z``) of the front *of those first looks* trains on
   to the full run (paying the rest), and then races as ``racing`` does. TPE is told a
-  candidate that stopped at the first look was pruned.
+  candidate that stopped at the first look was pruned. In a study file: ``racing: {first_look: STEPS}``.
 
 A method's answer is the Pareto front of its own estimates; it is judged by the *true*
 hypervolume of those members (their exact latency and true quality) against one reference
@@ -113,19 +113,19 @@ class World:
         _, true, bias = self.member(choices)
         return self.cal["slope"] * true + bias + float(self.rng.normal(0, self.cal["seed_sd"]))
 
-    def evaluate_with_rung(self, choices: dict[str, Any]) -> tuple[float, float]:
-        """One training run read part way (the rung) and at its end: (rung reading, full reading), their seed noise
+    def evaluate_with_first_look(self, choices: dict[str, Any]) -> tuple[float, float]:
+        """One training run read part way (the first look) and at its end: (first-look reading, full reading), their seed noise
         and their biases correlated as the calibration says."""
         _, true, bias = self.member(choices)
-        r = self.cal["rung"]
+        r = self.cal["first_look"]
         z_full, z_other = self.rng.normal(size=2)
         full = self.cal["slope"] * true + bias + self.cal["seed_sd"] * float(z_full)
         seed_part = r["seed_sd"] * (r["rho_seed"] * float(z_full) + math.sqrt(max(0.0, 1 - r["rho_seed"] ** 2)) * float(z_other))
-        return r["slope"] * true + self.rung_bias(choices, bias) + seed_part, full
+        return r["slope"] * true + self.first_look_bias(choices, bias) + seed_part, full
 
-    def rung_bias(self, choices: dict[str, Any], bias: float) -> float:
+    def first_look_bias(self, choices: dict[str, Any], bias: float) -> float:
         """The first look's own proxy error, fixed per architecture, correlated ``rho_bias`` with the full one's."""
-        r = self.cal["rung"]
+        r = self.cal["first_look"]
         key = json.dumps(choices, sort_keys=True, default=str)
         h = np.random.default_rng([self.seed, zlib.crc32(key.encode()), 1])
         scaled = bias / self.cal["bias_sd"] if self.cal["bias_sd"] > 0 else 0.0
@@ -144,7 +144,7 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
 
 
 def run_method(method: str, world: World, budget: float, *, max_seeds: int, z: float, item_se: float,
-               seed: int) -> list[dict]:
+               seed: int, first_look_z: float = 0.0) -> list[dict]:
     """Spend ``budget`` full-run equivalents of proxy training; the candidates evaluated to the end, with their
     estimates (the first looks that stopped there are not answers)."""
     evaluated: dict[str, dict] = {}
@@ -152,12 +152,12 @@ def run_method(method: str, world: World, budget: float, *, max_seeds: int, z: f
     spent = {"n": 0.0}
     sampler = {"tpe": optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
                "racing": optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
-               "rung": optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
+               "first_look": optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
                "nsga2": optuna.samplers.NSGAIISampler(seed=seed, population_size=20)}[method]
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
-    races = method in ("racing", "rung")
+    races = method in ("racing", "first_look")
     reserve = budget / 5 if races else 0.0
-    rung = world.cal.get("rung") if method == "rung" else None
+    look = world.cal.get("first_look") if method == "first_look" else None
 
     def points(prior: float | None) -> list[Point]:
         return [Point(e["latency"], float(np.mean(e["values"])), standard_error(e["values"], item_se, prior), key=k)
@@ -171,15 +171,15 @@ def run_method(method: str, world: World, budget: float, *, max_seeds: int, z: f
             return latency, float(np.mean(evaluated[key]["values"]))
         if key in first_looks:
             raise optuna.TrialPruned()
-        if rung is not None:  # the first look, part way through the first seed's run
-            early, full = world.evaluate_with_rung(choices)
-            spent["n"] += rung["cost"]
-            me = Point(latency, early, math.hypot(rung["seed_sd"], rung.get("item_se", 0.0)), key=key)
+        if look is not None:  # the first look, part way through the first seed's run
+            early, full = world.evaluate_with_first_look(choices)
+            spent["n"] += look["cost"]
+            me = Point(latency, early, math.hypot(look["seed_sd"], look.get("item_se", 0.0)), key=key)
             others = list(first_looks.values())
             first_looks[key] = me
-            if not within_reach(me, front(others), z=z):
+            if not within_reach(me, front(others), z=first_look_z):
                 raise optuna.TrialPruned()
-            spent["n"] += 1.0 - rung["cost"]  # trains on to the end of the same run
+            spent["n"] += 1.0 - look["cost"]  # trains on to the end of the same run
             first = full
         else:
             first = world.evaluate(choices)
@@ -236,15 +236,15 @@ def _values(designs: dict[str, Any], design: str, metric: str, step: int) -> dic
 
 
 def calibrate(reference: dict[str, Any], designs: dict[str, Any], *, ref_metric: str, design: str, metric: str,
-              full: int, rung: int | None) -> dict[str, Any]:
+              full: int, first_look: int | None) -> dict[str, Any]:
     """The proxy's reading of an architecture, ``slope x reference + bias + seed noise``, fitted on the committed
-    results: the architectures both measured, every seed the design has at ``full`` steps (and at ``rung``).
+    results: the architectures both measured, every seed the design has at ``full`` steps (and at ``first_look``).
 
     ``seed_sd``: pooled within-architecture spread; ``slope``: least squares of the seeds' mean on the reference
     mean; ``bias_sd``: the spread of that fit's residuals less what seed noise (the proxy's and the reference's own)
-    explains, at least 0. With ``rung``: the same for the reading part way, ``rho_seed`` (one run's two readings:
+    explains, at least 0. With ``first_look``: the same for the reading part way, ``rho_seed`` (one run's two readings:
     the correlation of their deviations from their architecture's means), ``rho_bias`` (of the two fits'
-    residuals) and ``cost`` (CPU to the rung over CPU to the end, medians)."""
+    residuals) and ``cost`` (CPU to the first look over CPU to the end, medians)."""
     ref_sign = 1.0 if registry.get(ref_metric).higher_is_better else -1.0
     ref, ref_var = {}, []
     for arch, runs in reference["measurements"].items():
@@ -276,15 +276,15 @@ def calibrate(reference: dict[str, Any], designs: dict[str, Any], *, ref_metric:
 
     end = fit(full)
     out = {**end["cal"], "setting": f"{design}@{full}", "metric": metric, "reference_metric": ref_metric}
-    if rung is not None:
-        early = fit(rung)
+    if first_look is not None:
+        early = fit(first_look)
         common = [a for a in end["archs"] if a in early["archs"]]
         ie, ir = [end["archs"].index(a) for a in common], [early["archs"].index(a) for a in common]
         seeds = [s for s in end["seeds"] if s in early["seeds"]]
         de = end["y"][np.ix_(ie, [end["seeds"].index(s) for s in seeds])]
         dr = early["y"][np.ix_(ir, [early["seeds"].index(s) for s in seeds])]
         de, dr = de - de.mean(axis=1, keepdims=True), dr - dr.mean(axis=1, keepdims=True)
-        out["rung"] = {**early["cal"], "step": rung, "cost": early["cpu"] / end["cpu"],
+        out["first_look"] = {**early["cal"], "step": first_look, "cost": early["cpu"] / end["cpu"],
                        "rho_seed": float(np.corrcoef(de.ravel(), dr.ravel())[0, 1]),
                        "rho_bias": float(np.corrcoef(end["resid"][ie], early["resid"][ir])[0, 1])}
     return out
@@ -296,13 +296,14 @@ def main() -> None:
     p.add_argument("--designs", type=Path, default=Path("benchmarks/results/proxy_designs/proxy_designs.json"))
     p.add_argument("--metric", default="eval_score", help="the reference's quality metric the true model is fitted on")
     p.add_argument("--proxy", default="default@125:text_gap", help="DESIGN@STEPS:METRIC: the proxy the studies rank by")
-    p.add_argument("--rung", type=int, default=60, help="the first look's steps for the rung method (0: no rung method)")
+    p.add_argument("--first-look", type=int, default=60, help="the first look's steps for the first_look method (0: none)")
     p.add_argument("--budget", type=float, default=120, help="full proxy runs each method may spend")
     p.add_argument("--max-seeds", type=int, default=4)
     p.add_argument("--z", type=float, default=2.0)
+    p.add_argument("--first-look-z", type=float, default=0.0, help="racing.first_look_z: within reach at the first look")
     p.add_argument("--seeds", type=int, default=20, help="worlds")
     p.add_argument("--first-world", type=int, default=0)
-    p.add_argument("--methods", default="tpe,nsga2,racing,rung")
+    p.add_argument("--methods", default="tpe,nsga2,racing,first_look")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -312,10 +313,10 @@ def main() -> None:
     setting, metric = a.proxy.split(":")
     design, full = setting.split("@")
     cal = calibrate(reference, designs, ref_metric=a.metric, design=design, metric=metric, full=int(full),
-                    rung=a.rung or None)
+                    first_look=a.first_look or None)
     cal["seed_sd_prior"] = cal["seed_sd"]  # what a study file's racing.seed_sd would say: this benchmark's figure
     print(json.dumps({"calibration": cal}, indent=1), flush=True)
-    methods = [m for m in a.methods.split(",") if m != "rung" or "rung" in cal]
+    methods = [m for m in a.methods.split(",") if m != "first_look" or "first_look" in cal]
     space = load_space("mobilediffusion")
     predictor = Predictor([LatencyTable.load("x86-2core_torch-cpu")], check_device=False)
     results: dict[str, list[float]] = {m: [] for m in methods}
@@ -324,7 +325,8 @@ def main() -> None:
         sample = [world.member(c) for c, _ in space.samples(400, seed=1000 + world_seed)]
         ref = (max(s[0] for s in sample) * 1.05, min(s[1] for s in sample))
         for m in methods:
-            evaluated = run_method(m, world, a.budget, max_seeds=a.max_seeds, z=a.z, item_se=cal["item_se"], seed=world_seed)
+            evaluated = run_method(m, world, a.budget, max_seeds=a.max_seeds, z=a.z, item_se=cal["item_se"], seed=world_seed,
+                                   first_look_z=a.first_look_z)
             results[m].append(answer_hv(world, evaluated, ref))
         print(json.dumps({"world": world_seed, **{m: round(results[m][-1], 2) for m in methods}}), flush=True)
     rng = np.random.default_rng(0)
@@ -332,7 +334,7 @@ def main() -> None:
     for m in methods:
         v = results[m]
         summary[m] = {"median": statistics.median(v), "quartiles": [float(np.percentile(v, 25)), float(np.percentile(v, 75))]}
-    for mine in ("racing", "rung"):
+    for mine in ("racing", "first_look"):
         for m in ("tpe", "nsga2"):
             if mine not in methods or m not in methods:
                 continue
@@ -342,7 +344,7 @@ def main() -> None:
                                                                                     float(np.percentile(boots, 97.5))],
                                             "worlds_better": int((d > 0).sum()), "worlds": len(d)}
     out = {"benchmark": "noise_aware", "calibration": {**cal, "true_model_residual_sd": residual_sd},
-           "budget": a.budget, "max_seeds": a.max_seeds, "z": a.z, "worlds": [a.first_world, a.first_world + a.seeds - 1],
+           "budget": a.budget, "max_seeds": a.max_seeds, "z": a.z, "first_look_z": a.first_look_z, "worlds": [a.first_world, a.first_world + a.seeds - 1],
            "summary": summary, "per_world": results}
     print(json.dumps(summary, indent=1))
     if a.out is not None:
