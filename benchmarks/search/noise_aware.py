@@ -156,7 +156,7 @@ def run_method(method: str, world: World, budget: float, *, max_seeds: int, z: f
                "nsga2": optuna.samplers.NSGAIISampler(seed=seed, population_size=20)}[method]
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
     races = method in ("racing", "first_look")
-    reserve = budget / 5 if races else 0.0
+    reserve = budget / 5 if races and max_seeds > 1 else 0.0  # one seed each: nothing to refine
     look = world.cal.get("first_look") if method == "first_look" else None
 
     def points(prior: float | None) -> list[Point]:
