@@ -87,7 +87,8 @@ def pareto_cmd(
     if as_json:
         print(json.dumps({"study": cfg.name, "objectives": names, "directions": [o.direction for o in cfg.objectives],
                           "hypervolume": hv, "reference_point": ref, "front": rows,
-                          "seed_noise_counted": cfg.quality.train.seeds > 1 or cfg.racing is not None,
+                          "seed_noise_counted": cfg.quality.train.seeds > 1 or (cfg.racing is not None and (
+                              cfg.racing.max_seeds > 1 or cfg.racing.seed_sd is not None)),
                           **({"racing": spend} if spend else {})}, indent=2))
         return
     raced = any("seeds" in r for r in rows)

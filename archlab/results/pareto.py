@@ -31,7 +31,8 @@ def noise_note(cfg: StudyConfig) -> str:
                 "unless within reach of the first readings' front; " if cfg.racing.first_look else "")
         return (f"Noise-aware search: one proxy seed per candidate ({look}up to {cfg.racing.max_seeds} where the front is "
                 "decided: the proxy seeds column); quality standard errors count held-out and seed noise (with one seed, the "
-                "study's pooled seed spread); members within two combined standard errors are marked not distinguishable.")
+                "study's pooled seed spread, or racing.seed_sd until it has one; with neither, held-out noise alone); members "
+                "within two combined standard errors are marked not distinguishable.")
     if cfg.quality.train.seeds > 1:
         return (f"Quality standard errors count held-out and seed noise ({cfg.quality.train.seeds} training seeds per "
                 "candidate); members within two combined standard errors are marked not distinguishable.")
