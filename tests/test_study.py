@@ -278,3 +278,25 @@ def test_four_workers_through_a_grpc_proxy_survive_a_kill_minus_9(tmp_path, post
     assert victim.state == optuna.trial.TrialState.FAIL and "died" in victim.user_attrs["error"]
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == killed]
     assert retry and retry[0].state == optuna.trial.TrialState.COMPLETE and retry[0].params == victim.params
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_queued_again():
+    """Optuna fails a stale trial by its heartbeats; a worker killed before the first one leaves a trial running
+    forever. recover_orphans fails it (and queues its choices again) when its worker on this machine is gone."""
+    import socket
+
+    from archlab.search.runner import recover_orphans
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    for pid in (gone.pid, os.getppid()):
+        t = study.ask()
+        t.suggest_int("x", 0, 9)
+        t.set_user_attr("host", socket.gethostname())
+        t.set_user_attr("worker", pid)
+    assert recover_orphans(study) == [0]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[0] == optuna.trial.TrialState.FAIL and states[1] == optuna.trial.TrialState.RUNNING
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["retry_of"] == 0

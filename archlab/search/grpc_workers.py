@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 
 from archlab.errors import ConfigError
+from archlab.search.runner import recover
 
 POLL_S = 0.5
 
@@ -72,19 +73,6 @@ def proxy_storage(url: str) -> Any:
     except Exception as exc:
         raise ConfigError("storage", f"no gRPC storage proxy answers at {host}:{port} ({type(exc).__name__})") from None
     return storage
-
-
-def recover(study: optuna.Study, pid: int) -> list[int]:
-    """Fail the running trials of a dead worker and queue their choices again; the numbers recovered."""
-    storage = study._storage
-    recovered = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("worker") == pid:
-            storage.set_trial_user_attr(t._trial_id, "error", f"worker {pid} died during the trial; queued again")
-            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-            recovered.append(t.number)
-    return recovered
 
 
 def run_grpc_workers(cfg: Any, url: str, *, workers: int, until: int | None, timeout: float | None,

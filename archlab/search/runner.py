@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from typing import Any
 
@@ -188,7 +189,8 @@ class TrialEvaluator:
                                   f"{self.space.name}; build a table for it (`archlab table build {self.space.name} ...`)")
 
     def _evaluate(self, trial: optuna.Trial) -> tuple[float, ...]:
-        trial.set_user_attr("worker", os.getpid())  # which process runs it: a dead worker's trials are queued again
+        trial.set_user_attr("host", socket.gethostname())  # where, then which process runs it: a dead worker's
+        trial.set_user_attr("worker", os.getpid())  # trials are queued again (recover, recover_orphans)
         choices, desc = self.space.suggest(trial)
         refines = trial.user_attrs.get("refines")  # a racing refinement: the same architecture, one more seed
         twin = None if refines is not None else next(
@@ -273,6 +275,39 @@ def completed(study: optuna.Study) -> int:
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
+def recover(study: optuna.Study, pid: int) -> list[int]:
+    """Fail the running trials of a dead worker and queue their choices again; the numbers recovered."""
+    storage = study._storage
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") == pid:
+            storage.set_trial_user_attr(t._trial_id, "error", f"worker {pid} died during the trial; queued again")
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            recovered.append(t.number)
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def recover_orphans(study: optuna.Study) -> list[int]:
+    """Running trials whose worker on this machine is gone: a worker killed before its trial's first heartbeat
+    leaves a trial that Optuna's stale-trial check never fails (it has no heartbeat to go stale)."""
+    host = socket.gethostname()
+    dead = {t.user_attrs["worker"] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if t.user_attrs.get("host") == host and isinstance(t.user_attrs.get("worker"), int)
+            and t.user_attrs["worker"] != os.getpid() and not _alive(t.user_attrs["worker"])}
+    return [n for pid in sorted(dead) for n in recover(study, pid)]
+
+
 def stops_per_run(cfg: StudyConfig) -> int:
     """How many first-look stops cost one full proxy run (1 without a first look)."""
     look = cfg.racing.first_look if cfg.racing is not None else None
@@ -284,6 +319,7 @@ def run_worker(cfg: StudyConfig, *, url: str | None = None, until: int | None = 
     """Run trials in this process until the study holds ``until`` complete ones (default: the file's budget) or
     ``timeout`` seconds (default: the file's) have passed."""
     study = open_study(cfg, url)
+    recover_orphans(study)
     target = until or cfg.budget.trials
     evaluator = TrialEvaluator(cfg)
     evaluator.check_tables()
