@@ -147,6 +147,7 @@ def run_method(method: str, world: World, budget: float, *, max_seeds: int, z: f
                seed: int, first_look_z: float = 0.0) -> list[dict]:
     """Spend ``budget`` full-run equivalents of proxy training; the candidates evaluated to the end, with their
     estimates (the first looks that stopped there are not answers)."""
+    world.rng = np.random.default_rng([world.seed, 99, zlib.crc32(method.encode())])  # its own noise, whatever ran before
     evaluated: dict[str, dict] = {}
     first_looks: dict[str, Point] = {}
     spent = {"n": 0.0}
