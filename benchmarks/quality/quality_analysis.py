@@ -162,12 +162,15 @@ def goals_met(row: dict[str, Any]) -> dict[str, bool]:
 
 
 def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The best measured design within the cost goal: by agreement on separated pairs, then its permutation p, then
-    median regret (the proxy's agreement with itself, seed_tau, is reported, not chosen by)."""
+    """The best measured design within the cost goal: by agreement on separated pairs, then whether its permutation
+    p meets the goal, then Kendall tau against the reference, then median regret, then the lower cost (the proxy's
+    agreement with itself, seed_tau, is reported, not chosen by). A permutation p is not ranked beyond its goal:
+    between designs that agree on every separated pair it differs only through ties and Monte Carlo noise."""
     within = [r for r in rows if r["cpu_minutes"] <= GOALS["cpu_minutes"] and r["agree_fraction"] is not None]
     if not within:
         return None
-    best = max(within, key=lambda r: (r["agree_fraction"], -r["permutation_p"], -(r["regret"]["median"] or 0.0)))
+    best = max(within, key=lambda r: (r["agree_fraction"], r["permutation_p"] < GOALS["permutation_p"], r["tau"],
+                                      -(r["regret"]["median"] or 0.0), -r["cpu_minutes"]))
     return {"setting": best["setting"], "metric": best["metric"]}
 
 
