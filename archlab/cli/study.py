@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from typing import List
-
 from archlab.cli.common import STORAGE_HELP, err_console, finite, out_console, quiet_optuna, user_errors
-
-
 from archlab.errors import ConfigError
 from archlab.files import check_output_file, check_output_folder, write_text
 
