@@ -60,11 +60,12 @@ REFERENCE_LR = 1e-3  # with a cosine decay to 0: at the proxies' constant 2e-3 b
 ITEMS = 1024
 
 
-def reference_config(steps: int, threads: int, device: str = "auto") -> QualityConfig:
-    """The reference's settings: the default proxy rule, trained 8x longer, measured on 1024 items."""
+def reference_config(steps: int, threads: int, device: str = "auto", precision: str = "fp32") -> QualityConfig:
+    """The reference's settings: the default proxy rule, trained 8x longer, measured on 1024 items; float32 on every
+    device (a GPU's bf16 would make its architectures' references unlike the CPU's)."""
     base = QualityConfig()
     return dataclasses.replace(
-        base, device=device, data=dataclasses.replace(base.data, heldout=ITEMS),
+        base, device=device, precision=precision, data=dataclasses.replace(base.data, heldout=ITEMS),
         train=dataclasses.replace(base.train, steps=steps, ema=REFERENCE_EMA, threads=threads, lr=REFERENCE_LR, lr_schedule="cosine"),
         eval=dataclasses.replace(base.eval, heldout=ITEMS, samples=ITEMS))
 
@@ -170,6 +171,10 @@ def measure(arch: dict[str, Any], seed: int, steps: int, work: Path, pipe: Quali
     desc = description_from_dict(arch["description"])
     model = pipe.model(desc, seed=seed)
     trainer = pipe.trainer(model, out_dir=folder / f"s{seed}", train=dataclasses.replace(pipe.cfg.train, seed=seed))
+    if results and trainer.step < results[-1]["step"]:  # its checkpoint is lost (another machine): start the run again
+        print(json.dumps({"arch": arch["name"], "seed": seed, "restart": f"no checkpoint past step {trainer.step}; "
+                          f"{len(results)} measurements dropped"}), flush=True)
+        results, todo = [], points
     cpu = results[-1]["train_cpu_s"] if results else 0.0
     wall = results[-1]["train_wall_s"] if results else 0.0
     for step in todo:
@@ -196,14 +201,24 @@ def measure(arch: dict[str, Any], seed: int, steps: int, work: Path, pipe: Quali
     return results
 
 
-def collect(work: Path, archs: list[dict[str, Any]], steps: int) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def collect(work: Path, archs: list[dict[str, Any]], steps: int, *, finished_only: bool = False) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every run's measurements in ``work``; ``finished_only``: only runs that reached ``steps`` (where the checkpoints
+    of the others are not kept, as on a lent machine)."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for a in archs:
         runs = {}
         for p in sorted((work / a["name"]).glob("s*.json")):
-            runs[p.stem] = json.loads(p.read_text())
+            results = json.loads(p.read_text())
+            if not finished_only or any(r["step"] == steps for r in results):
+                runs[p.stem] = results
         out[a["name"]] = runs
     return out
+
+
+def unfinished(work: Path, archs: list[dict[str, Any]], steps: int, seeds: list[int]) -> list[tuple[str, int]]:
+    """The (architecture, seed) runs that have not reached ``steps``, in the reference's order."""
+    done = collect(work, archs, steps, finished_only=True)
+    return [(a["name"], s) for a in archs for s in seeds if f"s{s}" not in done[a["name"]]]
 
 
 def restore(seed_from: Path, work: Path) -> None:
@@ -234,7 +249,10 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("out/quality_reference"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/quality_reference/quality_reference.json"))
     p.add_argument("--seed-from", type=Path, default=None, help="a committed results file to continue from")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="fp32 everywhere keeps runs comparable")
     p.add_argument("--list", action="store_true", help="print the architectures and stop")
+    p.add_argument("--todo", action="store_true", help="print the unfinished runs, one 'ARCH SEED' a line, and stop")
+    p.add_argument("--collect", action="store_true", help="write --out from the work folder's finished runs and stop")
     a = p.parse_args()
     if a.seed_from is not None:
         restore(a.seed_from, a.work)
@@ -243,18 +261,33 @@ def main() -> None:
         for x in archs:
             print(f"{x['name']:28s} {x['kind']:8s} {x['predicted_ms']} ms {x['gflops']:8.1f} GFLOPs")
         return
-    pipe = QualityPipeline(reference_config(a.steps, a.threads, a.device))
     seeds = [int(s) for s in a.seeds.split(",")]
+    if a.todo:
+        for name, seed in unfinished(a.work, archs, a.steps, seeds):
+            print(name, seed)
+        return
+    pipe = QualityPipeline(reference_config(a.steps, a.threads, a.device, a.precision))
+    if pipe.device == "cuda":  # float32 means float32: no TF32 in cuDNN's convolutions either
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    if a.collect:
+        _write(a, archs, pipe, finished_only=True)
+        return
     only = None if a.only is None else set(a.only.split(","))
     for arch in archs:
         if only is not None and arch["name"] not in only:
             continue
         for seed in seeds:
             measure(arch, seed, a.steps, a.work, pipe)
-            write_result(a.out, {"benchmark": "quality_reference", "settings": {
-                "steps": a.steps, "seeds": list(SEEDS), "ema": REFERENCE_EMA, "items": ITEMS, "checkpoints": list(CHECKPOINTS),
-                "quality": dataclasses.asdict(pipe.cfg)}, "archs": archs, "measurements": collect(a.work, archs, a.steps),
-                "written_by": provenance()})
+            _write(a, archs, pipe)
+
+
+def _write(a: argparse.Namespace, archs: list[dict[str, Any]], pipe: QualityPipeline, *, finished_only: bool = False) -> None:
+    write_result(a.out, {"benchmark": "quality_reference", "settings": {
+        "steps": a.steps, "seeds": list(SEEDS), "ema": REFERENCE_EMA, "items": ITEMS, "checkpoints": list(CHECKPOINTS),
+        "quality": dataclasses.asdict(pipe.cfg)}, "archs": archs,
+        "measurements": collect(a.work, archs, a.steps, finished_only=finished_only), "written_by": provenance()})
 
 
 if __name__ == "__main__":
