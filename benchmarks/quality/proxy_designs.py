@@ -74,8 +74,8 @@ DESIGNS = {d.name: d for d in (
 )}
 
 
-def config(design: Design, threads: int, device: str) -> QualityConfig:
-    base = QualityConfig(device=device)
+def config(design: Design, threads: int, device: str, precision: str = "fp32") -> QualityConfig:
+    base = QualityConfig(device=device, precision=precision)
     sections = {k: dataclasses.replace(getattr(base, k), **v) for k, v in design.quality.items()}
     cfg = dataclasses.replace(base, **sections)
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
@@ -96,6 +96,10 @@ def measure(pipe: QualityPipeline, design: Design, arch: dict[str, Any], seed: i
     inherited = pipe.supernet().inherit(model) if pipe.cfg.amortised.kind == "supernet" else None
     inherit_cpu = time.process_time() - start_cpu
     trainer = pipe.trainer(model, out_dir=folder / f"s{seed}", train=dataclasses.replace(pipe.cfg.train, seed=seed))
+    if results and trainer.step < results[-1]["step"]:  # its checkpoint is lost (another machine): start the run again
+        print(json.dumps({"design": design.name, "arch": arch["name"], "seed": seed, "restart": f"no checkpoint past step "
+                          f"{trainer.step}; {len(results)} measurements dropped"}), flush=True)
+        results, todo = [], list(points)
     cpu = results[-1]["train_cpu_s"] if results else round(inherit_cpu, 1)
     eval_cpu = results[-1]["eval_cpu_s_total"] if results else 0.0
     for step in todo:
@@ -109,7 +113,8 @@ def measure(pipe: QualityPipeline, design: Design, arch: dict[str, Any], seed: i
             est, _ = pipe.evaluate(model, metrics=names)
         spent = time.process_time() - start
         eval_cpu += spent
-        entry = {"step": step, "train_cpu_s": round(cpu, 1), "eval_cpu_s": round(spent, 1), "eval_cpu_s_total": round(eval_cpu, 1),
+        entry = {"step": step, "device": pipe.device,  # CPU seconds are a candidate's cost only where the device is the CPU
+                 "train_cpu_s": round(cpu, 1), "eval_cpu_s": round(spent, 1), "eval_cpu_s_total": round(eval_cpu, 1),
                  "metrics": {k: v.as_dict() for k, v in est.items() if k in names}, "provenance": provenance()}
         if inherited is not None:
             entry["inherited"] = round(inherited, 4)
@@ -127,12 +132,26 @@ def amortised_info(work: Path) -> dict[str, Any]:
     return out
 
 
-def collect(work: Path, archs: list[dict[str, Any]]) -> dict[str, Any]:
+def collect(work: Path, archs: list[dict[str, Any]], *, finished_only: bool = False) -> dict[str, Any]:
+    """Every run's measurements in ``work``; ``finished_only``: only runs measured at all their design's points (where
+    the checkpoints of the others are not kept, as on a lent machine)."""
     out: dict[str, Any] = {}
-    for name in DESIGNS:
-        out[name] = {a["name"]: {p.stem: json.loads(p.read_text()) for p in sorted((work / name / a["name"]).glob("s*.json"))}
-                     for a in archs}
+    for name, design in DESIGNS.items():
+        out[name] = {}
+        for a in archs:
+            runs = {}
+            for p in sorted((work / name / a["name"]).glob("s*.json")):
+                results = json.loads(p.read_text())
+                if not finished_only or set(design.points.get(int(p.stem[1:]), ())) <= {r["step"] for r in results}:
+                    runs[p.stem] = results
+            out[name][a["name"]] = runs
     return out
+
+
+def unfinished(work: Path, archs: list[dict[str, Any]], design: Design, seeds: list[int]) -> list[tuple[str, int]]:
+    """The (architecture, seed) runs of ``design`` not yet measured at all their points, in the reference's order."""
+    done = collect(work, archs, finished_only=True)[design.name]
+    return [(a["name"], s) for a in archs for s in seeds if f"s{s}" not in done[a["name"]]]
 
 
 def main() -> None:
@@ -147,6 +166,9 @@ def main() -> None:
     p.add_argument("--seed-from", type=Path, default=None, help="a committed results file to continue from")
     p.add_argument("--only", default=None, help="these architectures (names, comma-separated)")
     p.add_argument("--prepare-only", action="store_true", help="train the design's shared model and stop")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="fp32 everywhere keeps runs comparable")
+    p.add_argument("--todo", action="store_true", help="print the design's unfinished runs, one 'ARCH SEED' a line, and stop")
+    p.add_argument("--collect", action="store_true", help="write --out from the work folder's finished runs and stop")
     a = p.parse_args()
     if a.seed_from is not None:
         stored = json.loads(a.seed_from.read_text())
@@ -162,22 +184,37 @@ def main() -> None:
         restore(Path("benchmarks/results/quality_reference/quality_reference.json"), a.reference)
     archs = json.loads(archs_path.read_text())
     design = DESIGNS[a.design]
-    pipe = QualityPipeline(config(design, a.threads, a.device), amortised_dir=a.work / "amortised",
+    seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else sorted(design.points)
+    if a.todo:
+        for name, seed in unfinished(a.work, archs, design, seeds):
+            print(name, seed)
+        return
+    if a.collect:
+        _write(a.out, a.work, archs, finished_only=True)
+        return
+    pipe = QualityPipeline(config(design, a.threads, a.device, a.precision), amortised_dir=a.work / "amortised",
                            space=load_space("mobilediffusion"))
+    if pipe.device == "cuda":  # float32 means float32: no TF32 in cuDNN's convolutions either
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     pipe.prepare(progress=False)
     if a.prepare_only:
         print(json.dumps(amortised_info(a.work)))
         return
-    seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else sorted(design.points)
     only = None if a.only is None else set(a.only.split(","))
     for arch in archs:
         if only is not None and arch["name"] not in only:
             continue
         for seed in seeds:
             measure(pipe, design, arch, seed, a.work)
-            write_result(a.out, {"benchmark": "proxy_designs", "designs": {n: dataclasses.asdict(d) for n, d in DESIGNS.items()},
-                            "amortised": amortised_info(a.work), "measurements": collect(a.work, archs),
-                            "written_by": provenance()})
+            _write(a.out, a.work, archs)
+
+
+def _write(out: Path, work: Path, archs: list[dict[str, Any]], *, finished_only: bool = False) -> None:
+    write_result(out, {"benchmark": "proxy_designs", "designs": {n: dataclasses.asdict(d) for n, d in DESIGNS.items()},
+                       "amortised": amortised_info(work), "measurements": collect(work, archs, finished_only=finished_only),
+                       "written_by": provenance()})
 
 
 if __name__ == "__main__":

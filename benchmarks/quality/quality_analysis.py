@@ -73,7 +73,10 @@ def _at(runs: dict[str, list], seed: int, step: int) -> dict[str, Any] | None:
     return next((e for e in runs.get(f"s{seed}", []) if e["step"] == step), None)
 
 
-def _cost(entry: dict[str, Any]) -> float:
+def _cost(entry: dict[str, Any]) -> float | None:
+    """CPU seconds to this measurement; None where the run used a GPU (its process CPU time is no candidate's cost)."""
+    if entry.get("device", "cpu") != "cpu":
+        return None
     return entry["train_cpu_s"] + entry["eval_cpu_s"]
 
 
@@ -81,7 +84,7 @@ def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """setting -> architecture -> {"a": {metric: value}, "b": {...}, "cpu_s": ...}: two independent replicates each."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def put(name: str, arch: str, a: dict, b: dict, cpu: float) -> None:
+    def put(name: str, arch: str, a: dict, b: dict, cpu: float | None) -> None:
         if a and b:
             out.setdefault(name, {})[arch] = {"a": a, "b": b, "cpu_s": cpu}
 
@@ -105,13 +108,15 @@ def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                 pts = [s for s in steps if s <= end]
                 if end in steps and all(_at(runs, s, p) for s in (0, 1) for p in pts):
                     curve = {s: mean(*[{k: v for k, v in values(_at(runs, s, p)).items() if k in ALSO} for p in pts]) for s in (0, 1)}
-                    cpu = _at(runs, 0, end)["train_cpu_s"] + sum(_at(runs, 0, p)["eval_cpu_s"] for p in pts)
+                    last = _cost(_at(runs, 0, end))
+                    cpu = None if last is None else last + sum(_at(runs, 0, p)["eval_cpu_s"] for p in pts if p != end)
                     put(f"curve@{end}", arch, curve[0], curve[1], cpu)
             for step in (60, 125):  # two seeds averaged: {0, 1} against {2, 3}
                 e = [_at(runs, s, step) for s in range(4)]
                 if all(e):
                     a, b = mean(values(e[0]), values(e[1])), mean(values(e[2]), values(e[3]))
-                    put(f"seeds2@{step}", arch, {k: v for k, v in a.items() if k in b}, b, _cost(e[0]) + _cost(e[1]))
+                    c0, c1 = _cost(e[0]), _cost(e[1])
+                    put(f"seeds2@{step}", arch, {k: v for k, v in a.items() if k in b}, b, None if None in (c0, c1) else c0 + c1)
     return out
 
 
@@ -143,7 +148,13 @@ def judge(rows: dict[str, dict[str, Any]], metric: str, ref: dict[str, tuple[lis
             "regret": {"budgets_ms": [round(x) for x in budgets], "archs_with_latency": len(timed),
                        "each": [None if r is None else round(r, 2) for r in each],
                        "median": round(statistics.median(r for r in each if r is not None), 2) if each else None},
-            "cpu_minutes": round(statistics.median(rows[x]["cpu_s"] for x in archs) / 60, 2)}
+            "cpu_minutes": _median_minutes([rows[x]["cpu_s"] for x in archs])}
+
+
+def _median_minutes(seconds: list[float | None]) -> float | None:
+    """The median over the architectures run on the CPU (None: every one ran on a GPU; the cost is not measured)."""
+    on_cpu = [x for x in seconds if x is not None]
+    return round(statistics.median(on_cpu) / 60, 2) if on_cpu else None
 
 
 GOALS = {"agree_fraction": 0.85, "permutation_p": 0.01, "tau": 0.6, "tau_ci_low": 0.3, "seed_tau": 0.8, "regret_median": 1.0,
@@ -158,7 +169,7 @@ def goals_met(row: dict[str, Any]) -> dict[str, bool]:
             "tau": row["tau"] >= GOALS["tau"], "tau_ci_low": row["tau_ci"][0] > GOALS["tau_ci_low"],
             "seed_tau": row["seed_tau"] >= GOALS["seed_tau"],
             "regret_median": regret_median is not None and regret_median <= GOALS["regret_median"],
-            "cpu_minutes": row["cpu_minutes"] <= GOALS["cpu_minutes"]}
+            "cpu_minutes": row["cpu_minutes"] is not None and row["cpu_minutes"] <= GOALS["cpu_minutes"]}
 
 
 def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -166,7 +177,8 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     p meets the goal, then Kendall tau against the reference, then median regret, then the lower cost (the proxy's
     agreement with itself, seed_tau, is reported, not chosen by). A permutation p is not ranked beyond its goal:
     between designs that agree on every separated pair it differs only through ties and Monte Carlo noise."""
-    within = [r for r in rows if r["cpu_minutes"] <= GOALS["cpu_minutes"] and r["agree_fraction"] is not None]
+    within = [r for r in rows if r["cpu_minutes"] is not None and r["cpu_minutes"] <= GOALS["cpu_minutes"]
+              and r["agree_fraction"] is not None]
     if not within:
         return None
     best = max(within, key=lambda r: (r["agree_fraction"], r["permutation_p"] < GOALS["permutation_p"], r["tau"],
