@@ -60,14 +60,14 @@ REFERENCE_LR = 1e-3  # with a cosine decay to 0: at the proxies' constant 2e-3 b
 ITEMS = 1024
 
 
-def reference_config(steps: int, threads: int, device: str = "auto", precision: str = "fp32") -> QualityConfig:
+def reference_config(steps: int, threads: int, device: str = "auto", precision: str = "fp32", items: int = ITEMS) -> QualityConfig:
     """The reference's settings: the default proxy rule, trained 8x longer, measured on 1024 items; float32 on every
     device (a GPU's bf16 would make its architectures' references unlike the CPU's)."""
     base = QualityConfig()
     return dataclasses.replace(
-        base, device=device, precision=precision, data=dataclasses.replace(base.data, heldout=ITEMS),
+        base, device=device, precision=precision, data=dataclasses.replace(base.data, heldout=items),
         train=dataclasses.replace(base.train, steps=steps, ema=REFERENCE_EMA, threads=threads, lr=REFERENCE_LR, lr_schedule="cosine"),
-        eval=dataclasses.replace(base.eval, heldout=ITEMS, samples=ITEMS))
+        eval=dataclasses.replace(base.eval, heldout=items, samples=items))
 
 
 # ---------------------------------------------------------------------- architectures
@@ -249,6 +249,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("out/quality_reference"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/quality_reference/quality_reference.json"))
     p.add_argument("--seed-from", type=Path, default=None, help="a committed results file to continue from")
+    p.add_argument("--items", type=int, default=ITEMS, help="held-out images and captions scored (fewer only to try the code)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="fp32 everywhere keeps runs comparable")
     p.add_argument("--list", action="store_true", help="print the architectures and stop")
     p.add_argument("--todo", action="store_true", help="print the unfinished runs, one 'ARCH SEED' a line, and stop")
@@ -266,7 +267,7 @@ def main() -> None:
         for name, seed in unfinished(a.work, archs, a.steps, seeds):
             print(name, seed)
         return
-    pipe = QualityPipeline(reference_config(a.steps, a.threads, a.device, a.precision))
+    pipe = QualityPipeline(reference_config(a.steps, a.threads, a.device, a.precision, a.items))
     if pipe.device == "cuda":  # float32 means float32: no TF32 in cuDNN's convolutions either
         import torch
 
@@ -285,7 +286,7 @@ def main() -> None:
 
 def _write(a: argparse.Namespace, archs: list[dict[str, Any]], pipe: QualityPipeline, *, finished_only: bool = False) -> None:
     write_result(a.out, {"benchmark": "quality_reference", "settings": {
-        "steps": a.steps, "seeds": list(SEEDS), "ema": REFERENCE_EMA, "items": ITEMS, "checkpoints": list(CHECKPOINTS),
+        "steps": a.steps, "seeds": list(SEEDS), "ema": REFERENCE_EMA, "items": a.items, "checkpoints": list(CHECKPOINTS),
         "quality": dataclasses.asdict(pipe.cfg)}, "archs": archs,
         "measurements": collect(a.work, archs, a.steps, finished_only=finished_only), "written_by": provenance()})
 

@@ -1,0 +1,161 @@
+"""The noise-aware search's real confirmation: real studies at equal proxy spend, their fronts scored at reference grade.
+
+The simulation (``benchmarks/search/noise_aware.py``) judges methods in worlds calibrated on the quality
+benchmark; this runs them for real, once. For each method a study of the default space (the default
+proxy, objectives latency on the shipped torch-cpu table and text_gap) runs until it has spent
+``--budget`` full proxy runs (plain TPE: one per complete trial; the noise-aware mode: its own count,
+``racing_spend``, where a first-look stop costs ``first_look / steps`` of one). Each study's Pareto
+front (its own estimates) is then trained at the quality reference's grade
+(``benchmarks/quality/quality_reference.py``: 1000 steps, two seeds, eval_score on 1024 captions), and
+the front's *true* hypervolume computed from those scores and the exact latencies. Reported: each
+method's true hypervolume, the difference with a bootstrap interval over the reference's seeds (each
+member's score drawn from its own two), and what each spent.
+
+Resumable at every stage: the studies are Optuna studies in ``--work`` (rerun to continue); the
+reference runs checkpoint and store each measurement as the reference does.
+
+    .venv/bin/python -m benchmarks.search.noise_aware_confirm --budget 24 --out benchmarks/results/noise_aware/confirm_real.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+
+from archlab.results.pareto import pareto, racing_spend
+from archlab.search.runner import completed, description_of, open_study, run_study
+from archlab.search.study import load_study
+from benchmarks.common import provenance, write_result
+from benchmarks.search.noise_aware import hypervolume
+
+TABLE = "x86-2core_torch-cpu"
+METHODS = {
+    "tpe": {},
+    "first_look": {"racing": {"max_seeds": 1, "first_look": 25}},  # the simulation's best (benchmarks/README.md)
+}
+
+
+QUICK = {"train": {"steps": 10, "batch": 4}, "eval": {"heldout": 32, "metrics": ["text_gap", "heldout_loss"]}}  # --quick: the code only
+
+
+def study_file(work: Path, method: str, seed: int, device: str, quick: bool = False) -> Path:
+    """The study of ``method``: the default space and proxy, the shipped table's latency, text_gap."""
+    spec: dict[str, Any] = {
+        "name": f"confirm-{method}", "space": "mobilediffusion",
+        "objectives": [{"metric": "latency_ms", "direction": "minimize", "table": TABLE},
+                       {"metric": "text_gap", "direction": "maximize"}],
+        "sampler": {"kind": "tpe", "seed": seed, "startup_trials": 10},
+        "budget": {"trials": 100000},
+        "quality": {"device": device, "eval": {"metrics": ["text_gap", "heldout_loss"]}},
+        "out": str((work / method).absolute()), **METHODS[method]}
+    if quick:
+        spec["quality"].update(QUICK)
+        if "racing" in spec:
+            spec["racing"] = {**spec["racing"], "first_look": 5}
+    path = work / f"{method}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def spent(study: optuna.Study, cfg) -> float:
+    """Full proxy runs spent so far."""
+    spend = racing_spend(study, cfg)
+    return float(completed(study)) if spend is None else float(spend["full_runs"])
+
+
+def run_method(work: Path, method: str, budget: float, seed: int, device: str, quick: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run (or resume) the study until it has spent ``budget``; its spend and its front's members."""
+    cfg = load_study(study_file(work, method, seed, device, quick))
+    study = open_study(cfg)
+    while spent(study, cfg) + 1.0 <= budget:
+        run_study(cfg, n_trials=1, progress=False)
+    front, _, _ = pareto(study, cfg)
+    members = [{"name": f"conf-{method}-t{t.number}", "kind": method, "predicted_ms": t.values[0], "proxy_text_gap": t.values[1], "description": description_of(t).to_dict()}
+               for t in front]
+    spend = racing_spend(study, cfg) or {"candidates": completed(study), "full_runs": completed(study)}
+    return {"method": method, "spent_full_runs": spent(study, cfg), "spend": spend, "front": len(members)}, members
+
+
+def reference_scores(work: Path, members: list[dict[str, Any]], steps: int, threads: int, device: str,
+                     items: int) -> dict[str, list[float]]:
+    """Each member's eval_score at reference grade, one per seed (trained by the quality reference's own code)."""
+    ref = work / "reference"
+    ref.mkdir(parents=True, exist_ok=True)
+    archs_path = ref / "archs.json"
+    known = json.loads(archs_path.read_text()) if archs_path.exists() else []
+    names = {a["name"] for a in known}
+    archs = known + [m for m in members if m["name"] not in names]
+    archs_path.write_text(json.dumps(archs, indent=1))
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.quality.quality_reference", "--work", str(ref), "--seeds",
+                               str(seed), "--steps", str(steps), "--threads", str(threads), "--device", device, "--items",
+                               str(items), "--only", ",".join(m["name"] for m in members),
+                               "--out", str(work / f"reference_s{seed}.json")]) for seed in (100, 101)]  # the two seeds at once
+    if any(p.wait() for p in procs):
+        raise SystemExit("error: a reference run failed (its output is above); rerun to resume")
+    out: dict[str, list[float]] = {}
+    for m in members:
+        for seed in (100, 101):
+            entries = json.loads((ref / m["name"] / f"s{seed}.json").read_text())
+            out.setdefault(m["name"], []).append(next(e["ema"]["eval_score"]["value"] for e in entries if e["step"] == steps))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", type=float, default=24, help="full proxy runs each method may spend")
+    p.add_argument("--methods", default="tpe,first_look")
+    p.add_argument("--seed", type=int, default=0, help="the samplers' seed")
+    p.add_argument("--steps", type=int, default=1000, help="the reference grade's training steps")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help="tiny proxies and reference (10 and 20 steps, 32 items): tries the code, measures nothing")
+    p.add_argument("--work", type=Path, default=Path("out/noise_aware_confirm"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/noise_aware/confirm_real.json"))
+    a = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    methods = a.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"error: --methods: {', '.join(unknown)} unknown; choose from {', '.join(METHODS)}")
+    runs, fronts = {}, {}
+    for m in methods:
+        runs[m], fronts[m] = run_method(a.work, m, a.budget, a.seed, a.device, a.quick)
+        print(json.dumps(runs[m]), flush=True)
+    members = [x for m in methods for x in fronts[m]]
+    steps, items = (20, 32) if a.quick else (a.steps, 1024)
+    scores = reference_scores(a.work, members, steps, a.threads, a.device, items)
+    worst_latency = max(x["predicted_ms"] for x in members) * 1.05
+    ref_point = (worst_latency, 0.0)
+
+    def hv(method: str, pick: dict[str, float]) -> float:
+        return hypervolume([(x["predicted_ms"], pick[x["name"]]) for x in fronts[method]], ref_point)
+
+    if a.quick:
+        a.out = a.work / "confirm_quick.json"  # never over a committed result
+
+    means = {k: float(np.mean(v)) for k, v in scores.items()}
+    rng = np.random.default_rng(0)
+    draws = [{k: v[rng.integers(len(v))] for k, v in scores.items()} for _ in range(4000)]
+    summary: dict[str, Any] = {m: {"true_hv": hv(m, means), **runs[m]} for m in methods}
+    for m in methods[1:]:
+        d = np.array([hv(m, pick) - hv(methods[0], pick) for pick in draws])
+        summary[f"{m}_minus_{methods[0]}"] = {"true_hv": hv(m, means) - hv(methods[0], means),
+                                              "ci95_over_reference_seeds": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]}
+    out = {"benchmark": "noise_aware_confirm", "quick": a.quick, "budget": a.budget, "reference_steps": steps, "reference_point": ref_point,
+           "summary": summary, "members": [{**x, "reference_eval_score": scores[x["name"]]} for x in members],
+           "written_by": provenance()}
+    print(json.dumps(summary, indent=1))
+    write_result(a.out, out)
+
+
+if __name__ == "__main__":
+    main()
