@@ -16,12 +16,7 @@
 # A proxy design's CPU-minutes per candidate come from its runs on the CPU only: each run
 # records its device and the analysis leaves the GPU's out of the cost.
 #
-# The lent machine's python has torch but not optuna: carry its wheels in .whl (once, here:
-#   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl optuna==5.1.0 colorlog==6.12.0 alembic==1.20.1 Mako==1.4.3 SQLAlchemy==2.1.9
-# and name .whl in the call's carry). Runs on the CPU need none of this: see the two modules.
+# On the lent machine, benchmarks/device_env.sh says what to carry (optuna's wheels in .whl).
 set -uo pipefail
 what=${1:?reference or designs}; out=${2:?OUT folder}; budget=${3:?seconds}; parallel=${4:-8}
 shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
@@ -29,13 +24,7 @@ extra=("$@")
 deadline=$((SECONDS + budget))
 mkdir -p "$out"
 log="$out/runs.log"
-python=${PYTHON:-python3}
-if ! "$python" -c "import optuna" 2>/dev/null; then
-    compgen -G ".whl/*.whl" >/dev/null || { echo "error: $python lacks optuna and .whl holds no wheels: see this script's head"; exit 2; }
-    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 2
-    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source benchmarks/device_env.sh
 work=${WORK:-/tmp/archlab_quality}
 results=benchmarks/results
 reference=("$python" -m benchmarks.quality.quality_reference --work "$work/reference")
