@@ -42,6 +42,13 @@ run_one() {  # LABEL COMMAND...: one process under the time left, its lines pref
 throttle() { while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n; done; }
 
 "${reference[@]}" --seed-from "$results/quality_reference/quality_reference.json" --todo > "$work.todo.reference" || exit 2
+# a smoke run first (10 steps, 32 items, its own folder): a device that cannot run the code fails here in seconds
+first=$(head -n 1 "$work.todo.reference" | cut -d' ' -f1); first=${first:-ref-mobilediffusion}
+"$python" -m benchmarks.quality.quality_reference --work "$work/smoke" --seed-from "$results/quality_reference/quality_reference.json" \
+    "${extra[@]}" --only "$first" --seeds 100 --steps 10 --items 32 --out "$work/smoke.json" > "$work.smoke.log" 2>&1 \
+    || { echo "== smoke run failed:"; tail -n 30 "$work.smoke.log"; } | tee -a "$log"
+[ -s "$work/smoke.json" ] || exit 2
+echo "== smoke run: $(tail -n 1 "$work.smoke.log")" | tee -a "$log"
 if [ "$what" = reference ]; then
     echo "== reference: $(wc -l < "$work.todo.reference") unfinished runs, $parallel at a time, $budget s" | tee -a "$log"
     while read -r arch seed; do
