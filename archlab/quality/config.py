@@ -216,7 +216,7 @@ class QualityConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     amortised: AmortisedConfig = field(default_factory=AmortisedConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU; fp32 on CUDA turns TF32 off
 
     def __post_init__(self) -> None:
         need = max(self.eval.heldout, self.eval.samples) if self.data.kind != "synthetic" else 0

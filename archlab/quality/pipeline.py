@@ -116,6 +116,8 @@ class QualityPipeline:
         self._supernet: Supernet | None = None
         self.device = resolve_device(cfg.device)
         self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device == "cuda") else "fp32"
+        if self.device == "cuda" and cfg.precision == "fp32":  # asked for float32: no TF32 in matmuls or cuDNN's convolutions
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         self._splits: dict[int, _Split] = {}
         self._vocab: list[int] | None = None
         self._clip_text: OpenCLIP | None = None

@@ -194,10 +194,6 @@ def main() -> None:
         return
     pipe = QualityPipeline(config(design, a.threads, a.device, a.precision), amortised_dir=a.work / "amortised",
                            space=load_space("mobilediffusion"))
-    if pipe.device == "cuda":  # float32 means float32: no TF32 in cuDNN's convolutions either
-        import torch
-
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     pipe.prepare(progress=False)
     if a.prepare_only:
         print(json.dumps(amortised_info(a.work)))

@@ -268,10 +268,6 @@ def main() -> None:
             print(name, seed)
         return
     pipe = QualityPipeline(reference_config(a.steps, a.threads, a.device, a.precision, a.items))
-    if pipe.device == "cuda":  # float32 means float32: no TF32 in cuDNN's convolutions either
-        import torch
-
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     if a.collect:
         _write(a, archs, pipe, finished_only=True)
         return

@@ -30,6 +30,7 @@ import numpy as np
 import optuna
 import yaml
 
+from archlab.files import write_text
 from archlab.results.pareto import pareto, racing_spend
 from archlab.search.runner import completed, description_of, open_study, run_study
 from archlab.search.study import load_study
@@ -94,7 +95,7 @@ def reference_scores(work: Path, members: list[dict[str, Any]], steps: int, thre
     known = json.loads(archs_path.read_text()) if archs_path.exists() else []
     names = {a["name"] for a in known}
     archs = known + [m for m in members if m["name"] not in names]
-    archs_path.write_text(json.dumps(archs, indent=1))
+    write_text(archs_path, json.dumps(archs, indent=1))  # whole or not at all: the reference pins its architectures by it
     procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.quality.quality_reference", "--work", str(ref), "--seeds",
                                str(seed), "--steps", str(steps), "--threads", str(threads), "--device", device, "--items",
                                str(items), "--only", ",".join(m["name"] for m in members),
