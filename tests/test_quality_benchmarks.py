@@ -42,3 +42,46 @@ def test_a_gpu_runs_cpu_time_is_no_candidates_cost():
     assert _cost({"device": "cuda", "train_cpu_s": 100.0, "eval_cpu_s": 20.0}) is None
     assert _median_minutes([60.0, None, 180.0]) == 2.0
     assert _median_minutes([None, None]) is None
+
+
+def test_a_loss_metrics_cost_leaves_out_the_eval_score_sampled_beside_it():
+    from benchmarks.quality.quality_analysis import settings
+
+    def entry(step: int, train: float, ev: float, sampled: bool) -> dict:
+        metrics = {"text_gap": {"value": 0.1}, **({"eval_score": {"value": 0.5}} if sampled else {})}
+        return {"step": step, "device": "cpu", "train_cpu_s": train, "eval_cpu_s": ev, "metrics": metrics}
+
+    run = [entry(60, 50.0, 4.0, False), entry(100, 90.0, 6.0, False), entry(125, 110.0, 40.0, True)]
+    cost = settings({"default": {"a": {"s0": run, "s1": run}}})["default@125"]["a"]["cpu_s"]
+    assert cost["eval_score"] == 150.0  # the sampling is eval_score's cost
+    assert cost["text_gap"] == 115.0  # text_gap: training plus the run's median loss-only evaluation
+
+
+def test_the_ladders_quality_change_counts_seed_noise_and_names_its_verdict():
+    from benchmarks.quality.ladder_quality import quality_changes
+
+    def runs(*gaps: float) -> dict:
+        return {str(i): {"text_gap": {"value": g, "se": 0.001}, "heldout_loss": {"value": 0.1 - g, "se": 0.001}}
+                for i, g in enumerate(gaps)}
+
+    order = ["start", "no high-res self-attention", "separable convs"]
+    out = quality_changes({"start": runs(0.10, 0.11), order[1]: runs(0.20, 0.21), order[2]: runs(0.205, 0.195)}, order)
+    first, second = out["steps"]
+    assert out["seed_df"]["text_gap"] == 3 and first["fid_snapgen"].startswith("better")
+    assert first["text_gap"]["change"] == 0.1 and first["text_gap"]["verdict"] == "better"
+    assert first["heldout_loss"]["verdict"] == "better"  # lower loss is better
+    assert second["text_gap"]["verdict"] == "within noise"
+    lo, hi = second["text_gap"]["ci95"]
+    assert lo < 0 < hi and second["text_gap"]["se"] > 0.001 * 2 ** 0.5  # seed spread and both items' se
+
+
+def test_the_ladders_quality_runs_resume_without_training_twice(tmp_path):
+    from benchmarks.latency.snapgen_ladder import ladder
+    from benchmarks.quality.ladder_quality import run_quality
+
+    steps = ladder()[:2]
+    first = run_quality(steps[:1], seeds=1, work=tmp_path, quick=True)
+    stored = first[steps[0][0]]["0"]
+    both = run_quality(steps, seeds=1, work=tmp_path, quick=True)
+    assert both[steps[0][0]]["0"] == stored and set(both) == {n for n, _ in steps}
+    assert (tmp_path / "ladder_quality_quick.json").exists() and stored["provenance"]["commit"]

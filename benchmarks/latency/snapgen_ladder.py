@@ -16,7 +16,13 @@ block of both models of a step (the tables were measured on 512 px spaces: most 
 blocks are not in them until a table is built for the snapgen space), stated as missing
 otherwise. Each figure is the step's change relative to the model before it.
 
-    .venv/bin/python -m benchmarks.latency.snapgen_ladder --out benchmarks/results/snapgen_ladder/snapgen_ladder.json
+With ``--quality-seeds N``, each model's proxy is also trained with the shipped default proxy
+(``QualityConfig()``: what studies rank by) and seeds 0 .. N-1, and each step's change of
+text_gap and held-out loss given with its standard error from the seeds' spread (pooled over
+the ladder's models) beside the direction of SnapGen's ImageNet FID. Each run is stored as it
+finishes (``--work``); rerun to continue.
+
+    .venv/bin/python -m benchmarks.latency.snapgen_ladder --quality-seeds 3 --out benchmarks/results/snapgen_ladder/snapgen_ladder.json
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ from archlab.arch.description import Description, ResnetBlock, Stage, Transforme
 from archlab.cost.table import MissingBlocks
 from archlab.resources import names
 from benchmarks.common import write_result
+from benchmarks.quality.ladder_quality import (
+    FID_DIRECTION,
+    quality_changes,
+    run_quality,
+)
 
 PUBLISHED = {  # relative change of each step as SnapGen reports it (None: not reported)
     "no high-res self-attention": {"params": None, "gflops": -0.17, "latency": -0.24},
@@ -93,11 +104,18 @@ def latency(table: LatencyTable, desc: Description) -> float | str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/snapgen_ladder/snapgen_ladder.json"))
+    p.add_argument("--quality-seeds", type=int, default=0, help="train each model's default proxy with this many seeds")
+    p.add_argument("--work", type=Path, default=Path("benchmarks/results/snapgen_ladder"),
+                   help="where each proxy run is stored as it finishes (ladder_quality_runs.json)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="tiny proxies (10 steps): the code only")
     a = p.parse_args()
+    steps = ladder()
+    quality = run_quality(steps, seeds=a.quality_seeds, work=a.work, device=a.device, quick=a.quick) if a.quality_seeds else None
     tables = [LatencyTable.load(n) for n in names("tables")]
     rows = []
     previous = None
-    for name, desc in ladder():
+    for name, desc in steps:
         c = count(desc)
         row: dict[str, Any] = {"step": name, "params": c.params, "gflops": round(c.gflops, 2),
                                "latency_ms": {t.label: latency(t, desc) for t in tables}}
@@ -114,7 +132,12 @@ def main() -> None:
         print(f"{name:34s} {c.params / 1e6:8.1f}M {c.gflops:8.1f} GFLOPs  "
               + (f"params {change['params']:+.1%} (SnapGen {PUBLISHED[name]['params']}), "
                  f"GFLOPs {change['gflops']:+.1%} (SnapGen {PUBLISHED[name]['gflops']})" if change else ""))
-    write_result(a.out, {"benchmark": "snapgen_ladder", "resolution": ladder()[0][1].resolution, "steps": rows})
+    out: dict[str, Any] = {"benchmark": "snapgen_ladder", "resolution": steps[0][1].resolution, "steps": rows}
+    if quality is not None:
+        out["quality"] = {**quality_changes(quality, [n for n, _ in steps]), "fid_direction": FID_DIRECTION}
+        for row in out["quality"]["steps"]:
+            print(json.dumps(row))
+    write_result(a.out, out)
     print(json.dumps({"written": str(a.out)}))
 
 

@@ -73,18 +73,37 @@ def _at(runs: dict[str, list], seed: int, step: int) -> dict[str, Any] | None:
     return next((e for e in runs.get(f"s{seed}", []) if e["step"] == step), None)
 
 
-def _cost(entry: dict[str, Any]) -> float | None:
-    """CPU seconds to this measurement; None where the run used a GPU (its process CPU time is no candidate's cost)."""
+SAMPLED = "eval_score"  # measured by sampling images: far dearer than the loss metrics measured beside it
+
+
+def _cost(entry: dict[str, Any], metric: str | None = None, loss_eval_s: float | None = None) -> float | None:
+    """CPU seconds to this measurement of ``metric``; None where the run used a GPU (its process CPU time is no
+    candidate's cost). Where the step also sampled eval_score, a loss metric's cost counts the run's loss-only
+    evaluation (``loss_eval_s``, from its steps that did not sample) instead: a search ranking by text_gap never
+    samples."""
     if entry.get("device", "cpu") != "cpu":
         return None
+    if metric not in (None, SAMPLED) and SAMPLED in entry["metrics"] and loss_eval_s is not None:
+        return entry["train_cpu_s"] + loss_eval_s
     return entry["train_cpu_s"] + entry["eval_cpu_s"]
 
 
+def _loss_eval_s(run: list[dict[str, Any]]) -> float | None:
+    """The median evaluation CPU seconds of a run's steps that measured loss metrics only."""
+    plain = [e["eval_cpu_s"] for e in run if SAMPLED not in e["metrics"]]
+    return float(statistics.median(plain)) if plain else None
+
+
+def _costs(entry: dict[str, Any], run: list[dict[str, Any]]) -> dict[str, float | None]:
+    return {m: _cost(entry, m, _loss_eval_s(run)) for m in entry["metrics"]}
+
+
 def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """setting -> architecture -> {"a": {metric: value}, "b": {...}, "cpu_s": ...}: two independent replicates each."""
+    """setting -> architecture -> {"a": {metric: value}, "b": {...}, "cpu_s": {metric: seconds}}: two independent
+    replicates each."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def put(name: str, arch: str, a: dict, b: dict, cpu: float | None) -> None:
+    def put(name: str, arch: str, a: dict, b: dict, cpu: dict[str, float | None]) -> None:
         if a and b:
             out.setdefault(name, {})[arch] = {"a": a, "b": b, "cpu_s": cpu}
 
@@ -101,22 +120,24 @@ def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
             for step in steps:
                 e0, e1 = _at(runs, 0, step), _at(runs, 1, step)
                 if e0 and e1:
-                    put(f"{design}@{step}", arch, values(e0), values(e1), _cost(e0))
+                    put(f"{design}@{step}", arch, values(e0), values(e1), _costs(e0, runs["s0"]))
             if design != "default":
                 continue
             for end in (125, 250):  # learning-curve scores: each loss metric's mean over the points up to ``end``
                 pts = [s for s in steps if s <= end]
                 if end in steps and all(_at(runs, s, p) for s in (0, 1) for p in pts):
                     curve = {s: mean(*[{k: v for k, v in values(_at(runs, s, p)).items() if k in ALSO} for p in pts]) for s in (0, 1)}
-                    last = _cost(_at(runs, 0, end))
-                    cpu = None if last is None else last + sum(_at(runs, 0, p)["eval_cpu_s"] for p in pts if p != end)
-                    put(f"curve@{end}", arch, curve[0], curve[1], cpu)
+                    loss_eval = _loss_eval_s(runs["s0"])  # every point evaluates the loss metrics, none need sample
+                    last = _cost(_at(runs, 0, end), ALSO[0], loss_eval)
+                    cpu = None if last is None or loss_eval is None else last + loss_eval * (len(pts) - 1)
+                    put(f"curve@{end}", arch, curve[0], curve[1], {m: cpu for m in curve[0]})
             for step in (60, 125):  # two seeds averaged: {0, 1} against {2, 3}
                 e = [_at(runs, s, step) for s in range(4)]
                 if all(e):
                     a, b = mean(values(e[0]), values(e[1])), mean(values(e[2]), values(e[3]))
-                    c0, c1 = _cost(e[0]), _cost(e[1])
-                    put(f"seeds2@{step}", arch, {k: v for k, v in a.items() if k in b}, b, None if None in (c0, c1) else c0 + c1)
+                    c0, c1 = _costs(e[0], runs["s0"]), _costs(e[1], runs["s1"])
+                    put(f"seeds2@{step}", arch, {k: v for k, v in a.items() if k in b}, b,
+                        {m: None if None in (c0.get(m), c1.get(m)) else c0[m] + c1[m] for m in b})
     return out
 
 
@@ -148,7 +169,7 @@ def judge(rows: dict[str, dict[str, Any]], metric: str, ref: dict[str, tuple[lis
             "regret": {"budgets_ms": [round(x) for x in budgets], "archs_with_latency": len(timed),
                        "each": [None if r is None else round(r, 2) for r in each],
                        "median": round(statistics.median(r for r in each if r is not None), 2) if each else None},
-            "cpu_minutes": _median_minutes([rows[x]["cpu_s"] for x in archs])}
+            "cpu_minutes": _median_minutes([rows[x]["cpu_s"].get(metric) for x in archs])}
 
 
 def _median_minutes(seconds: list[float | None]) -> float | None:
