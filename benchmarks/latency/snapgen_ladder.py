@@ -20,7 +20,7 @@ With ``--quality-seeds N``, each model's proxy is also trained with the shipped 
 (``QualityConfig()``: what studies rank by) and seeds 0 .. N-1, and each step's change of
 text_gap and held-out loss given with its standard error from the seeds' spread (pooled over
 the ladder's models) beside the direction of SnapGen's ImageNet FID. Each run is stored as it
-finishes (``--work``); rerun to continue.
+finishes (``--work``); rerun to continue. Without it, the runs already stored are reported.
 
     .venv/bin/python -m benchmarks.latency.snapgen_ladder --quality-seeds 3 --out benchmarks/results/snapgen_ladder/snapgen_ladder.json
 """
@@ -110,8 +110,11 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="tiny proxies (10 steps): the code only")
     a = p.parse_args()
+    if a.quality_seeds == 1 or a.quality_seeds < 0:
+        p.error("--quality-seeds: 0 (no proxies) or at least 2 (a change's noise needs the seeds' spread)")
     steps = ladder()
-    quality = run_quality(steps, seeds=a.quality_seeds, work=a.work, device=a.device, quick=a.quick) if a.quality_seeds else None
+    # with no seeds asked for, the runs already stored (none trained): a rerun for latency keeps the quality figures
+    quality = run_quality(steps, seeds=a.quality_seeds, work=a.work, device=a.device, quick=a.quick)
     tables = [LatencyTable.load(n) for n in names("tables")]
     rows = []
     previous = None
@@ -133,7 +136,7 @@ def main() -> None:
               + (f"params {change['params']:+.1%} (SnapGen {PUBLISHED[name]['params']}), "
                  f"GFLOPs {change['gflops']:+.1%} (SnapGen {PUBLISHED[name]['gflops']})" if change else ""))
     out: dict[str, Any] = {"benchmark": "snapgen_ladder", "resolution": steps[0][1].resolution, "steps": rows}
-    if quality is not None:
+    if quality:
         out["quality"] = {**quality_changes(quality, [n for n, _ in steps]), "fid_direction": FID_DIRECTION}
         for row in out["quality"]["steps"]:
             print(json.dumps(row))

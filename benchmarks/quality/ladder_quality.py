@@ -49,11 +49,12 @@ def run_quality(steps: list[tuple[str, Description]], *, seeds: int, work: Path,
     (each run records its command, commit, host and date)."""
     path = Path(work) / ("ladder_quality_quick.json" if quick else "ladder_quality_runs.json")
     done: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
-    pipe = QualityPipeline(_config(device, quick))
+    pipe = None
     for seed in range(seeds):
         for name, desc in steps:
             if str(seed) in done.get(name, {}):
                 continue
+            pipe = pipe or QualityPipeline(_config(device, quick))
             start = time.process_time()
             judged = pipe.judge(desc, metrics=METRICS, seed=seed, progress=False)
             run = {m: judged.metrics[m].as_dict() for m in METRICS}
