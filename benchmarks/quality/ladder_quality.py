@@ -21,9 +21,8 @@ from typing import Any
 from scipy import stats
 
 from archlab.arch.description import Description
-from archlab.files import write_text
 from archlab.quality import QualityConfig, QualityPipeline, registry
-from benchmarks.common import provenance
+from benchmarks.common import provenance, write_result
 
 METRICS = ("text_gap", "heldout_loss")
 FID_DIRECTION = {  # SnapGen's ImageNet-256 class-conditional FID per step (arXiv 2412.09619; shared published-numbers.md)
@@ -60,7 +59,7 @@ def run_quality(steps: list[tuple[str, Description]], *, seeds: int, work: Path,
             run = {m: judged.metrics[m].as_dict() for m in METRICS}
             run.update(cpu_s=round(time.process_time() - start, 1), device=pipe.device, provenance=provenance())
             done.setdefault(name, {})[str(seed)] = run
-            write_text(path, json.dumps(done, indent=1) + "\n")
+            write_result(path, done)  # whole, with its entry in the folder's manifest
             print(json.dumps({"step": name, "seed": seed, **{m: round(run[m]["value"], 4) for m in METRICS},
                               "cpu_min": round(run["cpu_s"] / 60, 2)}), flush=True)
     return done
