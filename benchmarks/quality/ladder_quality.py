@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import time
+from statistics import fmean
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,6 @@ def run_quality(steps: list[tuple[str, Description]], *, seeds: int, work: Path,
     return done
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
-
-
 def quality_changes(runs: dict[str, dict[str, dict[str, Any]]], order: list[str]) -> dict[str, Any]:
     """Per model its seed mean; per step (each model after the first) the change from the model before it, its
     standard error, 95% interval (t, pooled degrees of freedom) and whether it is beyond 2 standard errors."""
@@ -79,7 +76,7 @@ def quality_changes(runs: dict[str, dict[str, dict[str, Any]]], order: list[str]
         for n in order:
             vals = [r[m]["value"] for r in runs.get(n, {}).values()]
             if len(vals) >= 2:
-                mu = _mean(vals)
+                mu = fmean(vals)
                 ss += sum((v - mu) ** 2 for v in vals)
                 df += len(vals) - 1
         pooled[m] = (math.sqrt(ss / df) if df else float("nan"), df)
@@ -92,8 +89,8 @@ def quality_changes(runs: dict[str, dict[str, dict[str, Any]]], order: list[str]
             if not a or not b:
                 row[m] = None
                 continue
-            mean_a, mean_b = (_mean([r[m]["value"] for r in x.values()]) for x in (a, b))
-            item_a, item_b = (_mean([r[m]["se"] for r in x.values()]) for x in (a, b))
+            mean_a, mean_b = (fmean([r[m]["value"] for r in x.values()]) for x in (a, b))
+            item_a, item_b = (fmean([r[m]["se"] for r in x.values()]) for x in (a, b))
             sd, df = pooled[m]
             seed_var = sd ** 2 * (1 / len(a) + 1 / len(b)) if df else float("nan")
             se = math.sqrt(seed_var + item_a ** 2 + item_b ** 2)

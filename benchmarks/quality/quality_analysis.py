@@ -95,7 +95,8 @@ def _loss_eval_s(run: list[dict[str, Any]]) -> float | None:
 
 
 def _costs(entry: dict[str, Any], run: list[dict[str, Any]]) -> dict[str, float | None]:
-    return {m: _cost(entry, m, _loss_eval_s(run)) for m in entry["metrics"]}
+    loss_eval = _loss_eval_s(run)
+    return {m: _cost(entry, m, loss_eval) for m in entry["metrics"]}
 
 
 def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
