@@ -160,3 +160,15 @@ def test_first_look_must_come_before_the_end(tmp_path):
     steps = yaml.safe_load(open(os.path.join(STUDIES, "tiny.yaml")))["quality"]["train"]["steps"]
     with pytest.raises(ConfigError, match=f"racing: first_look: {steps} must be below quality.train.steps"):
         load_study(_study(tmp_path, first_look=steps))
+
+
+def test_racing_refuses_several_seeds_per_judgement(tmp_path):
+    from archlab import ConfigError
+    from archlab.search.study import load_study
+
+    path = _study(tmp_path, max_seeds=2)
+    data = yaml.safe_load(path.read_text())
+    data["quality"]["train"]["seeds"] = 2  # racing seed k would train seeds k and k + 1: overlapping proxies
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="racing: adds proxy seeds one at a time up to max_seeds; set quality.train.seeds: 1"):
+        load_study(path)

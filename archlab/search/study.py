@@ -153,12 +153,15 @@ class StudyConfig:
             require(bool(fast) and fast[0].direction == "minimize" and len(fast) < len(self.objectives), "racing",
                     "races a quality objective against a minimised cheap one (latency_ms, params or gflops): give both")
             require(self.sampler.kind != "evolve", "racing", "applies to sampled studies, not the evolving search")
+            t = self.quality.train
+            # each racing seed is one judge() call with seed base + k: train.seeds > 1 would train overlapping seeds
+            require(t.seeds == 1, "racing", f"adds proxy seeds one at a time up to max_seeds; set quality.train.seeds: 1 "
+                                            f"(it is {t.seeds})")
             look = self.racing.first_look
             if look is not None:
-                t = self.quality.train
                 require(look < t.steps, "racing: first_look", f"{look} must be below quality.train.steps ({t.steps})")
-                require(self.quality.eval.curve <= 1 and t.seeds == 1, "racing: first_look",
-                        "reads one seed part way; it needs quality.eval.curve <= 1 and quality.train.seeds: 1")
+                require(self.quality.eval.curve <= 1, "racing: first_look",
+                        "reads one seed part way; it needs quality.eval.curve <= 1")
         from archlab.search.searches import search_for
 
         search_for(self.sampler.kind).check(self)
