@@ -60,8 +60,8 @@ def test_a_loss_metrics_cost_leaves_out_the_eval_score_sampled_beside_it():
 def test_the_default_is_chosen_by_the_goals_it_meets_then_agreement_regret_and_cost():
     from benchmarks.quality.quality_analysis import choose
 
-    def row(name, *, agree=1.0, p=0.001, tau=0.7, low=0.4, seed_tau=0.9, regret=0.0, cost=2.0):
-        return {"setting": name, "metric": "text_gap", "agree_fraction": agree, "permutation_p": p, "tau": tau,
+    def row(name, *, agree=1.0, p=0.001, tau=0.7, low=0.4, seed_tau=0.9, regret=0.0, cost=2.0, archs=17):
+        return {"setting": name, "archs": archs, "metric": "text_gap", "agree_fraction": agree, "permutation_p": p, "tau": tau,
                 "tau_ci": [low, 0.9], "seed_tau": seed_tau, "regret": {"median": regret}, "cpu_minutes": cost}
 
     assert choose([row("high-tau", tau=0.9, seed_tau=0.79), row("all-goals", tau=0.61)])["setting"] == "all-goals"
@@ -69,6 +69,7 @@ def test_the_default_is_chosen_by_the_goals_it_meets_then_agreement_regret_and_c
     assert choose([row("regret", regret=0.5), row("none")])["setting"] == "none"
     assert choose([row("agrees-less", agree=0.9, cost=0.5), row("agrees")])["setting"] == "agrees"
     assert choose([row("over-budget", cost=6.0)]) is None
+    assert choose([row("fewer-archs", archs=9, cost=0.5), row("all-archs", seed_tau=0.5)])["setting"] == "all-archs"
 
 
 def test_the_ladders_quality_change_counts_seed_noise_and_names_its_verdict():

@@ -198,13 +198,14 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The best measured design within the cost goal, by the issue's rule: first the number of acceptance goals it
     meets (:data:`GOALS`), then its agreement on separated pairs, whether its permutation p meets the goal, its
     median regret and, last, the lower cost. Kendall tau and the proxy's agreement with itself (seed_tau) enter only
-    through the goals. A permutation p is not ranked beyond its goal: between designs that agree on every separated
+    through the goals. Only settings measured on the most architectures compete. A permutation p is not ranked beyond its goal: between designs that agree on every separated
     pair it differs only through ties and Monte Carlo noise.
 
     Fixed on 2026-12-05 with 16 reference architectures measured, before r08 and ``largest`` were; the earlier rule
     broke ties by tau before regret and cost and ignored the seed_tau goal."""
+    most = max((r["archs"] for r in rows), default=0)  # a design measured on fewer architectures is not yet comparable
     within = [r for r in rows if r["cpu_minutes"] is not None and r["cpu_minutes"] <= GOALS["cpu_minutes"]
-              and r["agree_fraction"] is not None]
+              and r["agree_fraction"] is not None and r["archs"] == most]
     if not within:
         return None
     best = max(within, key=lambda r: (sum(goals_met(r).values()), r["agree_fraction"],
@@ -268,12 +269,12 @@ def main() -> None:
         print(json.dumps(result, indent=1))
         return
     if a.markdown:
-        print("| setting | metric | agree (of separated) | permutation p | tau [95%] | seed tau | S/N (F-test p) | "
+        print("| setting | metric | archs | agree (of separated) | permutation p | tau [95%] | seed tau | S/N (F-test p) | "
               "regret, median (each) | CPU min |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in sorted(result["settings"], key=lambda r: (-(r["agree_fraction"] or 0), r["setting"])):
             reg = r["regret"]
-            print(f"| {r['setting']} | {r['metric']} | {r['agree']}/{r['separated_pairs']} ({r['agree_fraction']}) | "
+            print(f"| {r['setting']} | {r['metric']} | {r['archs']} | {r['agree']}/{r['separated_pairs']} ({r['agree_fraction']}) | "
                   f"{r['permutation_p']:.4f} | {r['tau']:+.2f} [{r['tau_ci'][0]:+.2f}, {r['tau_ci'][1]:+.2f}] | {r['seed_tau']:+.2f} | "
                   f"{r['signal_noise']} ({r['signal_noise_p']:.2g}) | {reg['median']} ({', '.join(map(str, reg['each']))}) | "
                   f"{r['cpu_minutes']} |")
@@ -282,7 +283,7 @@ def main() -> None:
     print(f"reference {r.get('metric')}: {r.get('archs')} architectures, {r.get('separated_pairs')} of {r.get('of')} pairs "
           f"separated, seed tau {r.get('seed_tau')}")
     for s in result["settings"]:
-        print(f"{s['setting']:>14} {s['metric']:>16}  agree {s['agree']}/{s['separated_pairs']} p={s['permutation_p']:.4f}  "
+        print(f"{s['setting']:>14} {s['metric']:>16} {s['archs']:>3} archs  agree {s['agree']}/{s['separated_pairs']} p={s['permutation_p']:.4f}  "
               f"tau {s['tau']:+.2f} {s['tau_ci']}  seed_tau {s['seed_tau']:+.2f}  S/N {s['signal_noise']} "
               f"(p={s['signal_noise_p']:.3g})  regret {s['regret']['median']}  {s['cpu_minutes']} CPU-min")
 
