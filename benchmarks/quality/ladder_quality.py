@@ -1,7 +1,7 @@
 """The default proxy's quality along SnapGen's ladder: each step's change with its noise, beside SnapGen's FID.
 
 Used by ``benchmarks/latency/snapgen_ladder.py --quality-seeds N``. Each ladder model's proxy is trained with
-the shipped default (``QualityConfig()``, one thread) and seeds 0 .. N-1, seed-major (every model at seed 0
+the default proxy at :data:`STEPS` steps (one thread, one seed per judgement) and seeds 0 .. N-1, seed-major (every model at seed 0
 first), and each run stored as it finishes. A step's change is the difference of the two models' seed means;
 its standard error counts the seeds' spread (pooled over the ladder's models, so ``sum(n - 1)`` degrees of
 freedom) and, conservatively, each model's held-out standard error in full (the items are shared, so part of
@@ -15,8 +15,8 @@ import itertools
 import json
 import math
 import time
-from statistics import fmean
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from scipy import stats
@@ -36,9 +36,14 @@ FID_DIRECTION = {  # SnapGen's ImageNet-256 class-conditional FID per step (arXi
 }
 
 
+# the proxy its stored runs were trained with (the default until 2026-12-05: one 125-step run per seed); the ladder
+# draws its own seeds, one judgement each, so ``train.seeds`` stays 1 whatever the default
+STEPS = 125
+
+
 def _config(device: str, quick: bool) -> QualityConfig:
     cfg = QualityConfig(device=device)
-    train = dataclasses.replace(cfg.train, threads=1, **({"steps": 10, "batch": 4} if quick else {}))
+    train = dataclasses.replace(cfg.train, threads=1, seeds=1, **({"steps": 10, "batch": 4} if quick else {"steps": STEPS}))
     ev = dataclasses.replace(cfg.eval, heldout=32) if quick else cfg.eval
     return dataclasses.replace(cfg, train=train, eval=ev)
 
