@@ -57,19 +57,25 @@ def test_a_loss_metrics_cost_leaves_out_the_eval_score_sampled_beside_it():
     assert cost["text_gap"] == 115.0  # text_gap: training plus the run's median loss-only evaluation
 
 
-def test_the_default_is_chosen_by_the_goals_it_meets_then_agreement_regret_and_cost():
+def test_the_default_is_chosen_by_the_goals_both_replicates_meet_then_agreement_regret_and_cost():
     from benchmarks.quality.quality_analysis import choose
 
-    def row(name, *, agree=1.0, p=0.001, tau=0.7, low=0.4, seed_tau=0.9, regret=0.0, cost=2.0, archs=17):
-        return {"setting": name, "archs": archs, "metric": "text_gap", "agree_fraction": agree, "permutation_p": p, "tau": tau,
+    def row(name, *, agree=39, agree_b=None, p=0.001, p_b=None, tau=0.7, tau_b=None, low=0.4, seed_tau=0.9, regret=0.0,
+            cost=2.0, archs=17):
+        return {"setting": name, "metric": "text_gap", "archs": archs, "separated_pairs": 39, "agree": agree,
+                "agree_b": agree if agree_b is None else agree_b, "agree_fraction": agree / 39, "permutation_p": p,
+                "permutation_p_b": p if p_b is None else p_b, "tau": tau, "tau_b": tau if tau_b is None else tau_b,
                 "tau_ci": [low, 0.9], "seed_tau": seed_tau, "regret": {"median": regret}, "cpu_minutes": cost}
 
     assert choose([row("high-tau", tau=0.9, seed_tau=0.79), row("all-goals", tau=0.61)])["setting"] == "all-goals"
     assert choose([row("slow", cost=3.0), row("cheap", cost=1.0)])["setting"] == "cheap"
     assert choose([row("regret", regret=0.5), row("none")])["setting"] == "none"
-    assert choose([row("agrees-less", agree=0.9, cost=0.5), row("agrees")])["setting"] == "agrees"
+    assert choose([row("agrees-less", agree=36, cost=0.5), row("agrees")])["setting"] == "agrees"
     assert choose([row("over-budget", cost=6.0)]) is None
     assert choose([row("fewer-archs", archs=9, cost=0.5), row("all-archs", seed_tau=0.5)])["setting"] == "all-archs"
+    # one lucky replicate: B misses agreement, p and tau, so A's figures alone do not carry it
+    lucky = row("lucky", seed_tau=0.5, agree_b=31, p_b=0.05, tau_b=0.45, cost=0.3)
+    assert choose([lucky, row("steady", seed_tau=0.5, low=0.2)])["setting"] == "steady"
 
 
 def test_the_ladders_quality_change_counts_seed_noise_and_names_its_verdict():
