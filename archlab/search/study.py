@@ -12,7 +12,7 @@
       - {metric: params, max: 4.0e8}
     sampler: {kind: tpe, seed: 0}          # tpe | nsga2 | random | evolve (with an evolve: section)
     budget: {trials: 12}                   # and/or timeout_s
-    quality: {train: {steps: 125}, eval: {heldout: 256}}   # see archlab.quality.config
+    quality: {train: {steps: 150}, eval: {heldout: 256}}   # see archlab.quality.config
     storage: null                          # default: sqlite:///<out>/study.db
     out: ../out/quickstart                 # relative to this file
 

@@ -44,7 +44,7 @@ from benchmarks.common import provenance, write_result
 
 REFERENCE_METRIC = "eval_score"
 ALSO = ("heldout_loss", "text_gap")
-SHIPPED = {"setting": "default@125", "metric": "text_gap"}  # what archlab's QualityConfig and the searches default to
+SHIPPED = {"setting": "default@150", "metric": "text_gap"}  # what archlab's QualityConfig and the searches default to
 
 
 def oriented(metric: str, value: float) -> float:

@@ -2,7 +2,7 @@
 
 The simulation (``benchmarks/search/noise_aware.py``) judges methods in worlds calibrated on the quality
 benchmark; this runs them for real, once. For each method a study of the default space (the default
-proxy, objectives latency on the shipped torch-cpu table and text_gap) runs until it has spent
+proxy at the simulation's 125 steps, objectives latency on the shipped torch-cpu table and text_gap) runs until it has spent
 ``--budget`` full proxy runs (plain TPE: one per complete trial; the noise-aware mode: its own count,
 ``racing_spend``, where a first-look stop costs ``first_look / steps`` of one). Each study's Pareto
 front (its own estimates) is then trained at the quality reference's grade
@@ -44,6 +44,7 @@ METHODS = {
 }
 
 
+CALIBRATED_STEPS = 125
 QUICK = {"train": {"steps": 10, "batch": 4}, "eval": {"heldout": 32, "metrics": ["text_gap", "heldout_loss"]}}  # --quick: the code only
 
 
@@ -55,7 +56,8 @@ def study_file(work: Path, method: str, seed: int, device: str, quick: bool = Fa
                        {"metric": "text_gap", "direction": "maximize"}],
         "sampler": {"kind": "tpe", "seed": seed, "startup_trials": 10},
         "budget": {"trials": 100000},
-        "quality": {"device": device, "eval": {"metrics": ["text_gap", "heldout_loss"]}},
+        # 125 steps: the proxy the simulation was calibrated on (the default until 2026-12-05)
+        "quality": {"device": device, "train": {"steps": CALIBRATED_STEPS}, "eval": {"metrics": ["text_gap", "heldout_loss"]}},
         "out": str((work / method).absolute()), **METHODS[method]}
     if quick:
         spec["quality"].update(QUICK)
