@@ -62,3 +62,17 @@ def test_kendall_interval_brackets_the_point_value():
     b = a + 4 * rng.standard_normal(16)
     lo, hi = kendall_interval(a, b, rounds=500)
     assert lo < kendall(a, b) < hi
+
+
+def test_kendall_interval_equals_scipys_tau_b_on_each_resample_ties_included():
+    import math
+
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=9)
+    b = a + rng.normal(size=9)
+    b[0] = b[1]  # a tie in the data, besides those resampling makes
+    draws = np.random.default_rng(0).integers(0, 9, (300, 9))
+    taus = [t for t in (kendalltau(a[i], b[i]).statistic for i in draws) if not math.isnan(t)]
+    assert kendall_interval(a, b, rounds=300) == pytest.approx((np.percentile(taus, 2.5), np.percentile(taus, 97.5)))

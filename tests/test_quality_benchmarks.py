@@ -65,7 +65,7 @@ def test_the_default_is_chosen_by_the_goals_both_replicates_meet_then_agreement_
         return {"setting": name, "metric": "text_gap", "archs": archs, "separated_pairs": 39, "agree": agree,
                 "agree_b": agree if agree_b is None else agree_b, "agree_fraction": agree / 39, "permutation_p": p,
                 "permutation_p_b": p if p_b is None else p_b, "tau": tau, "tau_b": tau if tau_b is None else tau_b,
-                "tau_ci": [low, 0.9], "seed_tau": seed_tau, "regret": {"median": regret}, "cpu_minutes": cost}
+                "tau_ci": [low, 0.9], "tau_ci_b": [low, 0.9], "seed_tau": seed_tau, "regret": {"median": regret}, "cpu_minutes": cost}
 
     assert choose([row("high-tau", tau=0.9, seed_tau=0.79), row("all-goals", tau=0.61)])["setting"] == "all-goals"
     assert choose([row("slow", cost=3.0), row("cheap", cost=1.0)])["setting"] == "cheap"
