@@ -16,8 +16,8 @@ block of both models of a step (the tables were measured on 512 px spaces: most 
 blocks are not in them until a table is built for the snapgen space), stated as missing
 otherwise. Each figure is the step's change relative to the model before it.
 
-With ``--quality-seeds N``, each model's proxy is also trained with the shipped default proxy
-(``QualityConfig()``: what studies rank by) and seeds 0 .. N-1, and each step's change of
+With ``--quality-seeds N``, each model's proxy is also trained with the default proxy at the
+125 steps its stored runs used (``benchmarks/quality/ladder_quality.py``) and seeds 0 .. N-1, and each step's change of
 text_gap and held-out loss given with its standard error from the seeds' spread (pooled over
 the ladder's models) beside the direction of SnapGen's ImageNet FID. Each run is stored as it
 finishes (``--work``); rerun to continue. Without it, the runs already stored are reported.

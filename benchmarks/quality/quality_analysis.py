@@ -217,8 +217,12 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
               and r["agree_fraction"] is not None and r["archs"] == most]
     if not within:
         return None
-    best = max(within, key=lambda r: (sum(goals_met(r).values()), (r["agree"] + r["agree_b"]) / r["separated_pairs"],
-                                      goals_met(r)["permutation_p"], -(r["regret"]["median"] or 0.0), -r["cpu_minutes"]))
+    def rank(r: dict[str, Any]) -> tuple:
+        met = goals_met(r)
+        return (sum(met.values()), (r["agree"] + r["agree_b"]) / r["separated_pairs"], met["permutation_p"],
+                -(r["regret"]["median"] or 0.0), -r["cpu_minutes"])
+
+    best = max(within, key=rank)
     return {"setting": best["setting"], "metric": best["metric"]}
 
 
