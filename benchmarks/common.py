@@ -50,6 +50,15 @@ def write_result(path: str | Path, data: Any) -> Path:
     return path
 
 
+def drop_checkpoint(folder: str | Path) -> None:
+    """Remove a finished run's training checkpoint (and its folder when that empties). A checkpoint is
+    hundreds of MB for the larger proxies; kept for every finished run of a benchmark they filled the disk."""
+    folder = Path(folder)
+    (folder / "checkpoint.safetensors").unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def archlab_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -106,3 +106,17 @@ def test_the_ladders_quality_runs_resume_without_training_twice(tmp_path):
     both = run_quality(steps, seeds=1, work=tmp_path, quick=True)
     assert both[steps[0][0]]["0"] == stored and set(both) == {n for n, _ in steps}
     assert (tmp_path / "ladder_quality_quick.json").exists() and stored["provenance"]["commit"]
+
+
+def test_a_finished_reference_run_keeps_its_measurements_and_drops_its_checkpoint(tmp_path):
+    from archlab.arch import preset
+    from archlab.arch.description import description_to_dict
+    from archlab.quality import QualityPipeline
+    from benchmarks.quality.quality_reference import measure, reference_config
+
+    pipe = QualityPipeline(reference_config(steps=3, threads=1, device="cpu", items=8))
+    arch = {"name": "tiny", "description": description_to_dict(preset("tiny"))}
+    stored = measure(arch, 0, 3, tmp_path, pipe)
+    assert [r["step"] for r in stored] == [3] and "eval_score" in stored[-1]["ema"]
+    assert not (tmp_path / "tiny" / "s0").exists()  # a checkpoint of each finished run filled the disk
+    assert measure(arch, 0, 3, tmp_path, pipe) == stored  # finished: nothing trained again

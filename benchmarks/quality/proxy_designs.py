@@ -43,7 +43,7 @@ from typing import Any
 
 from archlab import description_from_dict, load_space
 from archlab.quality import QualityConfig, QualityPipeline
-from benchmarks.common import provenance, write_result
+from benchmarks.common import drop_checkpoint, provenance, write_result
 from benchmarks.quality.quality_reference import _atomic, restore
 
 LOSS = ("heldout_loss", "text_gap")
@@ -129,6 +129,7 @@ def measure(pipe: QualityPipeline, design: Design, arch: dict[str, Any], seed: i
         _atomic(path, results)
         print(json.dumps({"design": design.name, "arch": arch["name"], "seed": seed, "step": step, "cpu_min": round(cpu / 60, 2),
                           **{k: round(v["value"], 4) for k, v in entry["metrics"].items()}}), flush=True)
+    drop_checkpoint(folder / f"s{seed}")  # every point is stored; points added later restart the run
 
 
 def amortised_info(work: Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from archlab.arch.description import Description
 from archlab.cost.table import MissingBlocks
 from archlab.quality import QualityConfig, QualityPipeline
 from archlab.quality.train import divergence
-from benchmarks.common import provenance, write_result
+from benchmarks.common import drop_checkpoint, provenance, write_result
 
 LOSS_METRICS = ("heldout_loss", "text_gap")
 SAMPLED_METRICS = ("eval_score", "fd")
@@ -198,6 +198,7 @@ def measure(arch: dict[str, Any], seed: int, steps: int, work: Path, pipe: Quali
         _atomic(path, results)
         print(json.dumps({"arch": arch["name"], "seed": seed, "step": step, "train_cpu_min": round(cpu / 60, 1),
                           **{k: round(v["value"], 4) for k, v in entry["ema"].items()}}), flush=True)
+    drop_checkpoint(folder / f"s{seed}")  # the run reached its last step: its measurements are stored
     return results
 
 
