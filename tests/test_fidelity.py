@@ -76,3 +76,34 @@ def test_kendall_interval_equals_scipys_tau_b_on_each_resample_ties_included():
     draws = np.random.default_rng(0).integers(0, 9, (300, 9))
     taus = [t for t in (kendalltau(a[i], b[i]).statistic for i in draws) if not math.isnan(t)]
     assert kendall_interval(a, b, rounds=300) == pytest.approx((np.percentile(taus, 2.5), np.percentile(taus, 97.5)))
+
+
+def _noisy_world(rng, n, proxy_noise, ref_noise, validity):
+    """Normal true qualities; a proxy that correlates ``validity`` with them; noisy seeds of both."""
+    truth = rng.normal(size=n)
+    own = validity * truth + np.sqrt(1 - validity**2) * rng.normal(size=n)  # what the proxy measures
+    a, b = (own + proxy_noise * rng.normal(size=n) for _ in range(2))
+    reference = truth[:, None] + ref_noise * rng.normal(size=(n, 2))
+    return a, b, reference
+
+
+def test_attenuation_recovers_a_proxys_validity_whatever_its_noise():
+    from archlab.quality.fidelity import attenuation
+
+    rng = np.random.default_rng(0)
+    for validity in (1.0, 0.6):
+        for proxy_noise in (0.2, 1.0):
+            got = attenuation(*_noisy_world(rng, 300, proxy_noise, 0.3, validity), rounds=100)
+            est, lo, hi = got["validity"]
+            assert lo < validity < hi and abs(est - validity) < 0.12, (validity, proxy_noise, got["validity"])
+            assert got["ceiling_noise"][0] < got["ceiling_reference"][0]
+
+
+def test_attenuation_ceilings_fall_with_noise():
+    from archlab.quality.fidelity import attenuation
+
+    rng = np.random.default_rng(1)
+    quiet = attenuation(*_noisy_world(rng, 300, 0.1, 0.1, 1.0), rounds=100)
+    loud = attenuation(*_noisy_world(rng, 300, 1.0, 1.0, 1.0), rounds=100)
+    assert quiet["ceiling_reference"][0] > 0.9 and loud["ceiling_reference"][0] < 0.7
+    assert quiet["ceiling_noise"][0] > loud["ceiling_noise"][0] + 0.2

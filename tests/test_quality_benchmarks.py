@@ -120,3 +120,16 @@ def test_a_finished_reference_run_keeps_its_measurements_and_drops_its_checkpoin
     assert [r["step"] for r in stored] == [3] and "eval_score" in stored[-1]["ema"]
     assert not (tmp_path / "tiny" / "s0").exists()  # a checkpoint of each finished run filled the disk
     assert measure(arch, 0, 3, tmp_path, pipe) == stored  # finished: nothing trained again
+
+
+def test_averaged_short_seeds_are_judged_half_against_half_at_the_cost_of_their_runs():
+    from benchmarks.quality.quality_analysis import settings
+
+    def run(seed):
+        return [{"step": 25, "train_cpu_s": 10.0, "eval_cpu_s": 2.0, "metrics": {"text_gap": {"value": float(seed)}}}]
+
+    table = settings({"seeds25": {"x": {f"s{s}": run(s) for s in range(10, 18)}}})
+    assert table["seeds1@25"]["x"]["a"] == {"text_gap": 10.0} and table["seeds1@25"]["x"]["b"] == {"text_gap": 14.0}
+    assert table["seeds4@25"]["x"]["a"] == {"text_gap": 11.5} and table["seeds4@25"]["x"]["b"] == {"text_gap": 15.5}
+    assert table["seeds4@25"]["x"]["cpu_s"] == {"text_gap": 48.0}  # four runs' training and evaluation
+    assert "seeds2@25" in table and "seeds25@25" not in table

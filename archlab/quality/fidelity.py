@@ -15,7 +15,13 @@ value is oriented so that higher is better before it comes here.
   freedom; the ratio is 0.5, not 0, when architectures do not matter);
 - ``regret``: at a latency budget, the reference value of the proxy's pick below the
   reference's best within the budget, in pooled reference seed standard deviations;
-- ``kendall`` with a bootstrap interval over architectures.
+- ``kendall`` with a bootstrap interval over architectures;
+- ``attenuation``: which limit binds a proxy's tau against the reference. Each tau becomes a
+  correlation by Greiner's relation (rho = sin(pi tau / 2), exact for normal scores); the
+  reliability of a two-seed reference mean follows from its seeds' agreement by the
+  Spearman-Brown formula; ``validity`` is the proxy's correlation with the reference corrected
+  for both noises (Spearman's disattenuation: what its tau would become with endless seeds of
+  both), and ``ceiling_*`` the taus a proxy of validity 1 would reach.
 
 >>> import numpy as np
 >>> ref = np.array([[1.0, 1.1], [2.0, 2.1], [3.0, 2.9], [4.0, 4.2]])
@@ -109,15 +115,62 @@ def kendall_interval(a: np.ndarray, b: np.ndarray, *, rounds: int = 2000, seed: 
     replacement; the resamples are scored at once (a resample drawing one architecture twice makes tied pairs,
     which tau-b leaves out of its denominator)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), (rounds, len(a)))
-    i, j = np.triu_indices(len(a), 1)
-    sa = np.sign(a[idx[:, i]] - a[idx[:, j]])
-    sb = np.sign(b[idx[:, i]] - b[idx[:, j]])
-    denom = np.sqrt(np.count_nonzero(sa, axis=1) * np.count_nonzero(sb, axis=1).astype(float))
-    ok = denom > 0
-    taus = (sa * sb).sum(axis=1)[ok] / denom[ok]
+    taus = _tau_rows(a, b, np.random.default_rng(seed).integers(0, len(a), (rounds, len(a))))
+    taus = taus[np.isfinite(taus)]
     return float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))
+
+
+def _tau_rows(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of ``x`` against ``y`` on each row of resampled indices ``idx`` (nan where undefined)."""
+    i, j = np.triu_indices(idx.shape[1], 1)
+    sx = np.sign(x[idx[:, i]] - x[idx[:, j]])
+    sy = np.sign(y[idx[:, i]] - y[idx[:, j]])
+    denom = np.sqrt(np.count_nonzero(sx, axis=1) * np.count_nonzero(sy, axis=1).astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (sx * sy).sum(axis=1) / denom, np.nan)
+
+
+def _rho(tau: np.ndarray) -> np.ndarray:
+    return np.sin(np.pi * np.asarray(tau, float) / 2)
+
+
+def _tau(rho: np.ndarray) -> np.ndarray:
+    return 2 / np.pi * np.arcsin(np.clip(rho, -1.0, 1.0))
+
+
+def attenuation(a: np.ndarray, b: np.ndarray, reference: np.ndarray, *, rounds: int = 2000,
+                seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """How far a proxy's noise, the reference's noise and the proxy's validity each hold its tau down.
+
+    ``a`` and ``b``: two independent replicates of the proxy; ``reference``: a row per architecture,
+    two reference seeds as columns (every value oriented, higher is better). Each figure is
+    (estimate, 2.5th, 97.5th percentile of a bootstrap over architectures):
+
+    - ``ceiling_reference``: the tau a perfect proxy would reach against the two-seed reference mean;
+    - ``ceiling_noise``: the tau a proxy of validity 1 with this proxy's seed noise would reach;
+    - ``validity``: the proxy's correlation with the reference, both noises removed;
+    - ``tau_endless_seeds``: the tau this proxy would reach averaged over endless seeds of its own.
+
+    A validity well below 1 means the proxy ranks something else than the reference does (more seeds
+    cannot help); a tau near ``ceiling_noise`` means its seed noise binds (more seeds or a quieter proxy);
+    a low ``ceiling_reference`` means the reference binds.
+    """
+    a, b, reference = np.asarray(a, float), np.asarray(b, float), np.asarray(reference, float)
+    n = len(a)
+    mean = reference.mean(axis=1)
+    idx = np.vstack([np.arange(n), np.random.default_rng(seed).integers(0, n, (rounds, n))])
+    tau_p = (_tau_rows(a, mean, idx) + _tau_rows(b, mean, idx)) / 2
+    r_proxy = np.clip(_rho(_tau_rows(a, b, idx)), 1e-9, 1.0)  # one replicate's reliability
+    r1 = np.clip(_rho(_tau_rows(reference[:, 0], reference[:, 1], idx)), 1e-9, 1.0)
+    r_ref = 2 * r1 / (1 + r1)  # Spearman-Brown: the mean of two seeds
+    validity = _rho(tau_p) / np.sqrt(r_proxy * r_ref)
+    figures = {"ceiling_reference": _tau(np.sqrt(r_ref)), "ceiling_noise": _tau(np.sqrt(r_proxy * r_ref)),
+               "validity": validity, "tau_endless_seeds": _tau(np.minimum(validity, 1.0) * np.sqrt(r_ref))}
+    out = {}
+    for name, values in figures.items():
+        boot = values[1:][np.isfinite(values[1:])]
+        out[name] = (float(values[0]), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
+    return out
 
 
 def regret(proxy: np.ndarray, reference: np.ndarray, latency: np.ndarray, budget: float, seed_sd: float) -> float | None:

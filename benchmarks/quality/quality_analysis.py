@@ -11,7 +11,11 @@ against no architecture effect), ``regret`` (at the 25th, 50th and 75th percenti
 architectures' predicted latencies: the reference value of the proxy's pick below the best
 within the budget, in reference seed standard deviations; each and the median) and
 ``cpu_minutes`` (median per candidate, process CPU time at one thread; amortised parts apart);
-plus ``default`` naming the shipped default. Statistics: :mod:`archlab.quality.fidelity`.
+plus ``default`` naming the shipped default. ``attenuation`` says which limit binds each setting's
+tau: the reference's noise (``ceiling_reference``), the setting's own seed noise (``ceiling_noise``)
+or what it measures (``validity``: its correlation with the reference with both noises removed;
+``tau_endless_seeds``: the tau endless seeds of it would reach), each (estimate, 95% interval).
+Statistics: :mod:`archlab.quality.fidelity`.
 
 The reference quality, fixed before any reference result was seen: **eval_score** (sampled
 images scored by the synthetic domain's exact evaluator, 1024 captions, mean of seeds 100
@@ -34,6 +38,7 @@ import numpy as np
 from archlab.quality import registry
 from archlab.quality.fidelity import (
     agreement,
+    attenuation,
     kendall,
     kendall_interval,
     regret,
@@ -116,6 +121,10 @@ def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         return {k: float(np.mean([d[k] for d in dicts])) for k in keys}
 
     for design, by_arch in designs.items():
+        if design == "seeds25":
+            for arch, runs in by_arch.items():
+                _averaged(put, arch, runs, values, mean)
+            continue
         for arch, runs in by_arch.items():
             steps = sorted({e["step"] for e in runs.get("s0", [])})
             for step in steps:
@@ -140,6 +149,17 @@ def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                     put(f"seeds2@{step}", arch, {k: v for k, v in a.items() if k in b}, b,
                         {m: None if None in (c0.get(m), c1.get(m)) else c0[m] + c1[m] for m in b})
     return out
+
+
+def _averaged(put: Any, arch: str, runs: dict[str, list], values: Any, mean: Any, step: int = 25) -> None:
+    """The seeds25 design: k seeds averaged (k = 1, 2, 4), seeds 10.. as replicate A, 14.. as B; cost k runs'."""
+    for k in (1, 2, 4):
+        halves = [[_at(runs, s, step) for s in range(first, first + k)] for first in (10, 14)]
+        if all(e for half in halves for e in half):
+            a, b = (mean(*[values(e) for e in half]) for half in halves)
+            costs = [_costs(e, runs[f"s{s}"]) for e, s in zip(halves[0], range(10, 10 + k))]
+            put(f"seeds{k}@{step}", arch, {m: v for m, v in a.items() if m in b}, b,
+                {m: None if any(c.get(m) is None for c in costs) else sum(c[m] for c in costs) for m in b})
 
 
 # ---------------------------------------------------------------------- judging
@@ -171,7 +191,8 @@ def judge(rows: dict[str, dict[str, Any]], metric: str, ref: dict[str, tuple[lis
             "regret": {"budgets_ms": [round(x) for x in budgets], "archs_with_latency": len(timed),
                        "each": [None if r is None else round(r, 2) for r in each],
                        "median": round(statistics.median(r for r in each if r is not None), 2) if each else None},
-            "cpu_minutes": _median_minutes([rows[x]["cpu_s"].get(metric) for x in archs])}
+            "cpu_minutes": _median_minutes([rows[x]["cpu_s"].get(metric) for x in archs]),
+            "attenuation": {k: [round(x, 3) for x in v] for k, v in attenuation(a, b, values).items()}}
 
 
 def _median_minutes(seconds: list[float | None]) -> float | None:
