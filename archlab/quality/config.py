@@ -99,8 +99,8 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # the best measured against the quality reference (17 architectures; 100-200 steps tie within noise there):
-    # benchmarks/README.md, quality. About 1.7 CPU-minutes a candidate at one thread, evaluation included
+    # the best measured against the quality reference (18 architectures; 100-200 steps tie within noise there):
+    # benchmarks/README.md, quality. About 1.8 CPU-minutes a candidate at one thread, evaluation included
     steps: int = 150
     batch: int = 32  # on 2 cores, 32 images a step pass through faster than 16
     lr: float = 2e-3  # proxies are small; a high rate with AdamW converges in few steps
