@@ -229,8 +229,8 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     meets (:func:`goals_met`, both replicates), then its agreement on separated pairs (the replicates' mean), whether
     its permutation p meets the goal, its median regret and, last, the lower cost. Kendall tau and the proxy's
     agreement with itself (seed_tau) enter only through the goals. Only settings measured on the most architectures,
-    with two independent replicates, compete. A permutation p is not ranked beyond its goal: between designs that agree on every separated pair it
-    differs only through ties and Monte Carlo noise.
+    with two independent replicates, compete. A permutation p is not ranked beyond its goal: between designs that
+    agree on every separated pair it differs only through ties and Monte Carlo noise.
 
     History: fixed on 2026-12-05 before r08 was measured, judging replicate A alone; on the 17 architectures that
     named 25 steps, whose replicate B missed the agreement (31 of 39) and p goals, then px32 at 86 steps, whose B
