@@ -121,11 +121,9 @@ def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         return {k: float(np.mean([d[k] for d in dicts])) for k in keys}
 
     for design, by_arch in designs.items():
-        if design == "seeds25":
-            for arch, runs in by_arch.items():
-                _averaged(put, arch, runs, values, mean)
-            continue
         for arch, runs in by_arch.items():
+            if design in AVERAGED:
+                _averaged(put, arch, runs, values, mean, *AVERAGED[design])
             steps = sorted({e["step"] for e in runs.get("s0", [])})
             for step in steps:
                 e0, e1 = _at(runs, 0, step), _at(runs, 1, step)
@@ -141,25 +139,26 @@ def settings(designs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                     last = _cost(_at(runs, 0, end), ALSO[0], loss_eval)
                     cpu = None if last is None or loss_eval is None else last + loss_eval * (len(pts) - 1)
                     put(f"curve@{end}", arch, curve[0], curve[1], {m: cpu for m in curve[0]})
-            for step in (60, 125):  # two seeds averaged: {0, 1} against {2, 3}
-                e = [_at(runs, s, step) for s in range(4)]
-                if all(e):
-                    a, b = mean(values(e[0]), values(e[1])), mean(values(e[2]), values(e[3]))
-                    c0, c1 = _costs(e[0], runs["s0"]), _costs(e[1], runs["s1"])
-                    put(f"seeds2@{step}", arch, {k: v for k, v in a.items() if k in b}, b,
-                        {m: None if None in (c0.get(m), c1.get(m)) else c0[m] + c1[m] for m in b})
     return out
 
 
-def _averaged(put: Any, arch: str, runs: dict[str, list], values: Any, mean: Any, step: int = 25) -> None:
-    """The seeds25 design: k seeds averaged (k = 1, 2, 4), seeds 10.. as replicate A, 14.. as B; cost k runs'."""
-    for k in (1, 2, 4):
-        halves = [[_at(runs, s, step) for s in range(first, first + k)] for first in (10, 14)]
-        if all(e for half in halves for e in half):
-            a, b = (mean(*[values(e) for e in half]) for half in halves)
-            costs = [_costs(e, runs[f"s{s}"]) for e, s in zip(halves[0], range(10, 10 + k))]
-            put(f"seeds{k}@{step}", arch, {m: v for m, v in a.items() if m in b}, b,
-                {m: None if any(c.get(m) is None for c in costs) else sum(c[m] for c in costs) for m in b})
+# seeds averaged, judged half against half: design -> (steps, first seed of replicates A and B, how many averaged);
+# the default's {0, 1} against {2, 3} is design f, seeds25's 10.. against 14.. the short seeds
+AVERAGED = {"default": ((60, 125), (0, 2), (2,)), "seeds25": ((25,), (10, 14), (1, 2, 4))}
+
+
+def _averaged(put: Any, arch: str, runs: dict[str, list], values: Any, mean: Any, steps: tuple[int, ...],
+              firsts: tuple[int, int], ks: tuple[int, ...]) -> None:
+    """k seeds averaged at each step (``seeds{k}@{step}``), seeds firsts[0].. as replicate A and firsts[1].. as B;
+    its cost is A's k runs'."""
+    for step in steps:
+        for k in ks:
+            halves = [[_at(runs, s, step) for s in range(first, first + k)] for first in firsts]
+            if all(e for half in halves for e in half):
+                a, b = (mean(*[values(e) for e in half]) for half in halves)
+                costs = [_costs(e, runs[f"s{s}"]) for e, s in zip(halves[0], range(firsts[0], firsts[0] + k))]
+                put(f"seeds{k}@{step}", arch, {m: v for m, v in a.items() if m in b}, b,
+                    {m: None if any(c.get(m) is None for c in costs) else sum(c[m] for c in costs) for m in b})
 
 
 # ---------------------------------------------------------------------- judging
