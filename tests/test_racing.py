@@ -172,3 +172,20 @@ def test_racing_refuses_several_seeds_per_judgement(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="racing: adds proxy seeds one at a time up to max_seeds; set quality.train.seeds: 1"):
         load_study(path)
+
+
+def test_simulation_runs_pool_only_when_they_differ_in_their_worlds_alone():
+    from benchmarks.search.noise_aware_pool import pool
+
+    def run(first: int, tpe: list[float], mine: list[float], **over) -> dict:
+        return {"calibration": {"slope": 0.07}, "budget": 120, "max_seeds": 1, "z": 2.0, "first_look_z": 0.0,
+                "worlds": [first, first + len(tpe) - 1], "per_world": {"tpe": tpe, "first_look": mine}, **over}
+
+    out = pool([run(0, [1.0, 2.0], [2.0, 2.5]), run(2, [3.0], [2.0])])
+    assert out["per_world"] == {"tpe": [1.0, 2.0, 3.0], "first_look": [2.0, 2.5, 2.0]}
+    assert out["summary"]["first_look_minus_tpe"]["median"] == 0.5
+    assert out["summary"]["first_look_minus_tpe"]["worlds_better"] == 2 and out["summary"]["first_look_minus_tpe"]["worlds"] == 3
+    with pytest.raises(ValueError, match="worlds overlap"):
+        pool([run(0, [1.0, 2.0], [2.0, 2.5]), run(1, [3.0], [2.0])])
+    with pytest.raises(ValueError, match="first_look_z differs"):
+        pool([run(0, [1.0], [2.0]), run(5, [3.0], [2.0], first_look_z=1.0)])

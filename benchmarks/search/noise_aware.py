@@ -291,6 +291,25 @@ def calibrate(reference: dict[str, Any], designs: dict[str, Any], *, ref_metric:
     return out
 
 
+def summarise(results: dict[str, list[float]]) -> dict[str, Any]:
+    """Per method the median true hypervolume over worlds and its quartiles; per noise-aware method and
+    plain sampler the paired difference per world: its median, a bootstrap 95% interval, worlds better."""
+    rng = np.random.default_rng(0)
+    summary: dict[str, Any] = {}
+    for m, v in results.items():
+        summary[m] = {"median": statistics.median(v), "quartiles": [float(np.percentile(v, 25)), float(np.percentile(v, 75))]}
+    for mine in ("racing", "first_look"):
+        for m in ("tpe", "nsga2"):
+            if mine not in results or m not in results:
+                continue
+            d = np.array(results[mine]) - np.array(results[m])
+            boots = [float(np.median(rng.choice(d, len(d)))) for _ in range(4000)]
+            summary[f"{mine}_minus_{m}"] = {"median": float(np.median(d)), "ci95": [float(np.percentile(boots, 2.5)),
+                                                                                    float(np.percentile(boots, 97.5))],
+                                            "worlds_better": int((d > 0).sum()), "worlds": len(d)}
+    return summary
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", type=Path, default=Path("benchmarks/results/quality_reference/quality_reference.json"))
@@ -330,20 +349,7 @@ def main() -> None:
                                    first_look_z=a.first_look_z)
             results[m].append(answer_hv(world, evaluated, ref))
         print(json.dumps({"world": world_seed, **{m: round(results[m][-1], 2) for m in methods}}), flush=True)
-    rng = np.random.default_rng(0)
-    summary: dict[str, Any] = {}
-    for m in methods:
-        v = results[m]
-        summary[m] = {"median": statistics.median(v), "quartiles": [float(np.percentile(v, 25)), float(np.percentile(v, 75))]}
-    for mine in ("racing", "first_look"):
-        for m in ("tpe", "nsga2"):
-            if mine not in methods or m not in methods:
-                continue
-            d = np.array(results[mine]) - np.array(results[m])
-            boots = [float(np.median(rng.choice(d, len(d)))) for _ in range(4000)]
-            summary[f"{mine}_minus_{m}"] = {"median": float(np.median(d)), "ci95": [float(np.percentile(boots, 2.5)),
-                                                                                    float(np.percentile(boots, 97.5))],
-                                            "worlds_better": int((d > 0).sum()), "worlds": len(d)}
+    summary = summarise(results)
     out = {"benchmark": "noise_aware", "calibration": {**cal, "true_model_residual_sd": residual_sd},
            "budget": a.budget, "max_seeds": a.max_seeds, "z": a.z, "first_look_z": a.first_look_z, "worlds": [a.first_world, a.first_world + a.seeds - 1],
            "summary": summary, "per_world": results}
