@@ -43,8 +43,7 @@ def row(v: Validation, label: str) -> str:
         elif d.difference == 0 and d.se == 0:
             diffs.append("0")
         else:
-            scale = 100
-            text = f"{scale * d.difference:+.1f} +- {scale * d.se:.1f}"
+            text = f"{100 * d.difference:+.1f} +- {100 * d.se:.1f}"
             diffs.append(_bold(text, d.beyond_noise(figure)))
     closer = "n/a"
     if v.table_closer is not None:
