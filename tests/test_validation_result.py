@@ -82,3 +82,16 @@ def test_a_lead_counts_beyond_noise_only_past_two_standard_errors_whichever_way_
 def test_a_results_file_that_is_not_a_validation_is_refused():
     with pytest.raises(ValueError, match="not a validation result"):
         Validation.from_dict({"rmspe": 0.1})
+
+
+def test_a_stored_validation_prints_its_readme_row_with_goals_and_leads_in_bold():
+    import json
+    from pathlib import Path
+
+    from archlab.tables.validation_result import Validation
+    from benchmarks.latency.validation_row import row
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/table_validations/validate_torch-cpu_seed71_settle.json"
+    line = row(Validation.from_dict(json.loads(path.read_text())), "t")
+    assert line.startswith("| t | **90.0** / 60.0 / 93.3% | 73.3 / 26.7% | **6.0** / 11.1 / 5.7% | **0.979** / 0.962 |")
+    assert "**+30.0 +- 9.6**" in line and "23 of 30" in line
