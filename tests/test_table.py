@@ -701,3 +701,30 @@ def test_every_table_in_the_repository_reads_into_typed_metadata(tmp_path):
     (tmp_path / "t.csv").write_text(MAGIC + json.dumps(data) + "\n" + rest)
     with pytest.raises(ConfigError, match="metadata.colour: unknown field"):
         LatencyTable.read(tmp_path / "t.csv")
+
+
+def test_an_interrupted_calibration_resumes_with_the_models_already_timed(tmp_path, monkeypatch):
+    import json
+
+    from archlab.tables import calibration
+
+    table = _filled(tmp_path)
+    table.metadata["statistic"] = "min"
+    table.save()
+    models = [dataclasses.replace(preset("tiny"), name=f"c{i}") for i in range(3)]
+    _scripted_times(monkeypatch, {"c0": [10, 10.1], "c1": [20, 20.2], "c2": [15]})  # killed when c2 is timed again
+    with pytest.raises(IndexError):
+        calibration.calibrate(table, _counting_backend(tmp_path / "w"), models, seed=4, show_progress=False)
+    stored = tmp_path / "t.csv.calibration.json"
+    kept = {n: len(m["passes"]) for n, m in json.loads(stored.read_text())["models"].items()}
+    assert kept["c2"] == 1 and sum(kept.values()) >= 3  # every timing made before the kill is on disk
+    assert "overhead" not in LatencyTable.read(table.path).metadata  # nothing half-written into the table
+    again = _scripted_times(monkeypatch, {"c0": [10.1], "c1": [20.2], "c2": [15.5]})
+    calibration.calibrate(LatencyTable.read(table.path), _counting_backend(tmp_path / "w"), models, seed=4, show_progress=False)
+    assert sorted(again) == sorted(n for n, k in kept.items() if k < 2)  # only the missing passes
+    assert [m["measured_ms"] for m in LatencyTable.read(table.path).metadata["overhead"]["models"]] == [10, 20, 15]
+    assert not stored.exists()  # gone once the fit is stored
+    stored.write_text('{"table_created": "another table", "models": {}}')  # left by a table since rebuilt: ignored
+    fresh = _scripted_times(monkeypatch, {"c0": [9, 9], "c1": [19, 19], "c2": [14, 14]})
+    calibration.calibrate(LatencyTable.read(table.path), _counting_backend(tmp_path / "w"), models, seed=4, show_progress=False)
+    assert sorted(fresh) == ["c0", "c0", "c1", "c1", "c2", "c2"]

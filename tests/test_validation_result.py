@@ -95,3 +95,41 @@ def test_a_stored_validation_prints_its_readme_row_with_goals_and_leads_in_bold(
     line = row(Validation.from_dict(json.loads(path.read_text())), "t")
     assert line.startswith("| t | **90.0** / 60.0 / 93.3% | 73.3 / 26.7% | **6.0** / 11.1 / 5.7% | **0.979** / 0.962 |")
     assert "**+30.0 +- 9.6**" in line and "23 of 30" in line
+
+
+def test_a_recalibrated_validation_prints_the_row_of_the_fit_the_table_had(monkeypatch, capsys):
+    from pathlib import Path
+
+    from benchmarks.latency import validation_row
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks/results/table_validations"
+    monkeypatch.setattr("sys.argv", ["validation_row", str(results / "validate_xeon-2core-snapgen_torch-cpu_seed81_recalibrate.json"),
+                                     "--label", "t", "--as-stored"])
+    validation_row.main()
+    out = capsys.readouterr().out
+    assert out.startswith("| t | **90.0** / 90.0 / 66.7% | 66.7 / 70.0% | **6.2** / 6.1 / 11.2% | 0.964 / 0.964 |")
+    assert "missed: spearman" in out
+    monkeypatch.setattr("sys.argv", ["validation_row", str(results / "validate_xeon-2core-snapgen_torch-cpu_seed71_settle.json"),
+                                     "--label", "t", "--as-stored"])
+    with pytest.raises(SystemExit, match="not run with --recalibrate"):
+        validation_row.main()
+
+
+def test_runs_timed_under_an_earlier_fit_are_pooled_only_when_asked_and_scored_under_the_fit_now(monkeypatch, capsys):
+    import json
+    from pathlib import Path
+
+    from benchmarks.latency import pool_validations
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks/results/table_validations"
+    run = str(results / "validate_xeon-2core-snapgen_torch-cpu_seed71_settle.json")  # scored under the build's fit
+    argv = ["pool_validations", "--table", "xeon-2core-snapgen_torch-cpu", run]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit, match="another fit; not pooled"):
+        pool_validations.main()
+    monkeypatch.setattr("sys.argv", [*argv, "--refitted"])
+    pool_validations.main()
+    pooled = json.loads(capsys.readouterr().out)
+    stored = json.loads(Path(run).read_text())
+    assert pooled["samples"] == 30 and pooled["retest_rmspe"] == pytest.approx(stored["retest_rmspe"])  # the same timings
+    assert pooled["rmspe"] != pytest.approx(stored["rmspe"])  # under another fit

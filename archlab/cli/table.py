@@ -75,8 +75,8 @@ def build_cmd(
 ) -> None:
     """Measure every distinct block of the sources on a backend, then fit the overhead term.
 
-    Rows are written as they are measured; rerun the same command after an interruption and
-    only the missing blocks are measured.
+    Rows are written as they are measured, and so are the calibration models' timings; rerun the
+    same command after an interruption and only what is missing is measured.
     """
     from archlab.cost.backends import get_backend
     from archlab.tables import calibrate as fit

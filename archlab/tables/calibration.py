@@ -1,7 +1,9 @@
 """Calibration: the overhead fit from whole-model timings, stored in the table's metadata."""
 
 
+import json
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,13 +41,34 @@ def calibrate(table: LatencyTable, backend: LatencyBackend, descs: Sequence[Desc
 
     ``settle``, ``max_passes``: as in :func:`validate`, time a model again while its two fastest
     passes differ by more than ``settle``. Every prediction of the table goes through this fit,
-    so a calibration model measured in a slow spell of the host shifts all of them.
+    so a calibration model measured in a slow spell of the host shifts all of them. Each timing is
+    stored as measured (:func:`calibration_timings_path`): rerun after an interruption to resume.
     """
-    timings = ModelTimings(None, backend, descs, batch=table.meta.batch)
+    path = calibration_timings_path(table, descs)
+    timings = ModelTimings(path, backend, descs, batch=table.meta.batch)
+    timings.data["table_created"] = table.meta.created  # written with the first timing: names the table they are for
     timings.run(passes=passes, repeats=max(1, math.ceil(backend.repeats / passes)), seed=seed, show_progress=show_progress,
                 label="calibration models", settle=settle, max_passes=max_passes, statistic=table.statistic)
     store_fit(table, descs, [timings.truth(d, table.statistic) for d in descs], seed=seed,
               timing=timings.protocol(passes, settle))
+    path.unlink(missing_ok=True)
+
+
+def calibration_timings_path(table: LatencyTable, descs: Sequence[Description]) -> Path:
+    """Where a calibration stores each whole-model timing as it is measured, beside the table, so an
+    interrupted calibration resumes; a file left for another table (another creation time) or for
+    other models is stale and removed."""
+    path = table.path.with_name(table.path.name + ".calibration.json")
+    try:
+        stored = json.loads(path.read_text()) if path.exists() else None
+        stale = stored is not None and (stored.get("table_created") != table.meta.created
+                                        or {n: description_from_dict(m["description"]) for n, m in stored["models"].items()}
+                                        != {d.name: d for d in descs})
+    except (ValueError, KeyError, TypeError, ConfigError):  # unreadable: a file no calibration could resume from
+        stale = True
+    if stale:
+        path.unlink()
+    return path
 
 
 

@@ -56,8 +56,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("validation", type=Path)
     p.add_argument("--label", required=True)
+    p.add_argument("--as-stored", action="store_true",
+                   help="a --recalibrate validation: the row of the fit the table had before, on the same timings")
     a = p.parse_args()
     v = Validation.from_dict(json.loads(a.validation.read_text()))
+    if a.as_stored:
+        if v.as_stored is None:
+            raise SystemExit(f"error: {a.validation}: no as-stored fit (it was not run with --recalibrate); drop --as-stored")
+        v = v.as_stored
     print(row(v, a.label))
     met = v.goals()
     print(f"goals met: {', '.join(k for k, ok in met.items() if ok) or 'none'}; missed: "
