@@ -101,6 +101,23 @@ def latency(table: LatencyTable, desc: Description) -> float | str:
         return f"{len(exc.keys)} blocks not in the table"
 
 
+def readme_rows(rows: list[dict[str, Any]], label: str) -> list[str]:
+    """benchmarks/README.md's ladder table for one table's latency, from the stored rows (nothing typed)."""
+    def pub(x: float | None) -> str:
+        return f"{x:+.0%}" if x is not None else ""
+
+    out = []
+    for r in rows:
+        head = f"| {r['step']} | {r['params'] / 1e6:.1f}M | {r['gflops']:.1f} | {r['latency_ms'][label]:.0f} ms |"
+        if "change" not in r:
+            out.append(head + " | |")
+            continue
+        c, p = r["change"], r["published"]
+        out.append(f"{head} {c['params']:+.1%} / {c['gflops']:+.1%} / {c['latency'][label]:+.1%} | "
+                   f"{pub(p['params'])} / {pub(p['gflops'])} / {pub(p['latency'])} |")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/snapgen_ladder/snapgen_ladder.json"))
@@ -141,6 +158,9 @@ def main() -> None:
         for row in out["quality"]["steps"]:
             print(json.dumps(row))
     write_result(a.out, out)
+    for t in tables:
+        if all(isinstance(r["latency_ms"][t.label], float) for r in rows):
+            print(f"\n{t.label}:\n" + "\n".join(readme_rows(rows, t.label)))
     print(json.dumps({"written": str(a.out)}))
 
 
