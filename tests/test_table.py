@@ -484,21 +484,25 @@ def test_validate_reports_how_settled_its_truth_is_and_refuses_a_bad_settle(tmp_
         assert bad.exit_code == 2 and bad.stderr.startswith(f"error: {field}:") and len(bad.stderr.strip().splitlines()) == 1
 
 
-def _counting_backend(workdir, stop_after=None):
-    """A backend that times nothing real: it records which block was prepared when, and is killed after ``stop_after``."""
+def _counting_backend(workdir, stop_after=None, converting=False):
+    """A backend that times nothing real: it records which block was prepared when, and is killed after ``stop_after``;
+    ``converting``: it keeps a converted copy of each, as LiteRT does (``exported``: the names converted)."""
     from archlab.cost.backends import LatencyBackend
 
     class Counting(LatencyBackend):
         name = "counting"
+        converted_suffix = ".bin" if converting else None
 
         def __init__(self):
             super().__init__(threads=1, warmup=0, repeats=4, workdir=workdir)
-            self.prepared = []
+            self.prepared, self.exported = [], []
 
         def prepare(self, module, inputs, *, name="model"):
             if len(self.prepared) == stop_after:
                 raise KeyboardInterrupt  # the build is killed here
             self.prepared.append(name)
+            if converting:
+                self.converted(name, lambda out: (self.exported.append(name), Path(out).write_text("weights")))
             return lambda: None
 
         def runtime_version(self):
@@ -728,3 +732,14 @@ def test_an_interrupted_calibration_resumes_with_the_models_already_timed(tmp_pa
     fresh = _scripted_times(monkeypatch, {"c0": [9, 9], "c1": [19, 19], "c2": [14, 14]})
     calibration.calibrate(LatencyTable.read(table.path), _counting_backend(tmp_path / "w"), models, seed=4, show_progress=False)
     assert sorted(fresh) == ["c0", "c0", "c1", "c1", "c2", "c2"]
+
+
+def test_a_converting_backend_converts_each_block_once_and_keeps_no_copy_after_its_last_sweep(tmp_path):
+    from archlab.tables import measure_blocks
+
+    table = LatencyTable.create(tmp_path / "t.csv", META)
+    specs = distinct_specs([preset("tiny")])
+    backend = _counting_backend(tmp_path / "work", converting=True)
+    assert measure_blocks(table, backend, specs, show_progress=False) == len(specs)
+    assert len(backend.prepared) == 2 * len(specs) and sorted(backend.exported) == sorted(specs)  # the second sweep reuses it
+    assert not list((tmp_path / "work").glob("*.bin"))  # every block's copy gone once its row is written

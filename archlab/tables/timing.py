@@ -146,11 +146,9 @@ class ModelTimings:
 
     def remove_converted(self, passes: int) -> None:
         """Delete the converted copies of the models whose every pass is timed (LiteRT: up to 2 GB each)."""
-        if self.backend.converted_suffix is None:
-            return
         for d in self.descs:
             if len(self.data["models"][d.name]["passes"]) >= passes:
-                self.backend.converted_path(model_file_name(d)).unlink(missing_ok=True)
+                self.backend.discard_converted(model_file_name(d))
 
     def save(self) -> None:
         if self.path is None:

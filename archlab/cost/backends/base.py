@@ -163,6 +163,11 @@ class LatencyBackend(abc.ABC):
             partial.replace(path)
         return path
 
+    def discard_converted(self, name: str) -> None:
+        """Delete ``name``'s converted copy once no pass needs it again (LiteRT: a block up to 0.5 GB, a model up to 2 GB)."""
+        if self.converted_suffix is not None:
+            self.converted_path(name).unlink(missing_ok=True)
+
     @classmethod
     def available(cls) -> str | None:
         """None when the backend can run here, else why not."""
