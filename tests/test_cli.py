@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from archlab.cli import app
@@ -50,11 +51,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert runner.invoke(app, ["describe", "sd15", "--resolution", "30"]).exit_code == 2
 
 
-def test_describe_snapgen_on_its_shipped_table_times_every_block():
-    """SnapGen's acceptance: near 379M parameters and a latency for every block from the shipped table of its space."""
-    result = runner.invoke(app, ["describe", "snapgen", "--table", "xeon-2core-snapgen_torch-cpu", "--json"])
+@pytest.mark.parametrize("table", ["xeon-2core-snapgen_torch-cpu", "xeon-2core-snapgen_litert"])
+def test_describe_snapgen_on_its_shipped_tables_times_every_block(table):
+    """SnapGen's acceptance: near 379M parameters and a latency for every block from each shipped table of its space."""
+    result = runner.invoke(app, ["describe", "snapgen", "--table", table, "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert abs(data["params"] / 379e6 - 1) <= 0.03
     assert data["blocks"] and all(b["latency_ms"] > 0 for b in data["blocks"])
-    assert data["latency_table"].endswith("xeon-2core-snapgen_torch-cpu.csv")
+    assert data["latency_table"].endswith(f"{table}.csv")

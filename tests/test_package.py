@@ -59,7 +59,8 @@ def test_wheel_holds_presets_spaces_and_tables_and_works_outside_the_checkout(tm
     for needed in ("archlab/resources/search_spaces/mobilediffusion.yaml", "archlab/resources/search_spaces/presets/sd15.yaml",
                    "archlab/resources/latency_tables/x86-2core_torch-cpu.csv", "archlab/resources/latency_tables/x86-2core_litert.csv",
                    "archlab/resources/latency_tables/h100_torch-cuda.csv",
-                   "archlab/resources/latency_tables/xeon-2core-snapgen_torch-cpu.csv"):
+                   "archlab/resources/latency_tables/xeon-2core-snapgen_torch-cpu.csv",
+                   "archlab/resources/latency_tables/xeon-2core-snapgen_litert.csv"):
         assert needed in names, needed
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheel)],

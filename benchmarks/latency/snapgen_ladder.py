@@ -101,20 +101,22 @@ def latency(table: LatencyTable, desc: Description) -> float | str:
         return f"{len(exc.keys)} blocks not in the table"
 
 
-def readme_rows(rows: list[dict[str, Any]], label: str) -> list[str]:
-    """benchmarks/README.md's ladder table for one table's latency, from the stored rows (nothing typed)."""
+def readme_rows(rows: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """benchmarks/README.md's ladder table with a latency column per table, from the stored rows (nothing typed)."""
     def pub(x: float | None) -> str:
         return f"{x:+.0%}" if x is not None else ""
 
-    out = []
+    runtimes = [label.rsplit("_", 1)[-1] for label in labels]
+    out = [f"| step | params | GFLOPs | {' | '.join(runtimes)} | change params / FLOPs / {' / '.join(runtimes)} | SnapGen reports |",
+           "|---|---|---|" + "---|" * len(labels) + "---|---|"]
     for r in rows:
-        head = f"| {r['step']} | {r['params'] / 1e6:.1f}M | {r['gflops']:.1f} | {r['latency_ms'][label]:.0f} ms |"
+        head = f"| {r['step']} | {r['params'] / 1e6:.1f}M | {r['gflops']:.1f} | " + " | ".join(f"{r['latency_ms'][x]:.0f} ms" for x in labels) + " |"
         if "change" not in r:
             out.append(head + " | |")
             continue
         c, p = r["change"], r["published"]
-        out.append(f"{head} {c['params']:+.1%} / {c['gflops']:+.1%} / {c['latency'][label]:+.1%} | "
-                   f"{pub(p['params'])} / {pub(p['gflops'])} / {pub(p['latency'])} |")
+        out.append(f"{head} {c['params']:+.1%} / {c['gflops']:+.1%} / " + " / ".join(f"{c['latency'][x]:+.1%}" for x in labels)
+                   + f" | {pub(p['params'])} / {pub(p['gflops'])} / {pub(p['latency'])} |")
     return out
 
 
@@ -158,9 +160,9 @@ def main() -> None:
         for row in out["quality"]["steps"]:
             print(json.dumps(row))
     write_result(a.out, out)
-    for t in tables:
-        if all(isinstance(r["latency_ms"][t.label], float) for r in rows):
-            print(f"\n{t.label}:\n" + "\n".join(readme_rows(rows, t.label)))
+    whole = [t.label for t in tables if all(isinstance(r["latency_ms"][t.label], float) for r in rows)]
+    if whole:
+        print("\n" + "\n".join(readme_rows(rows, whole)))
     print(json.dumps({"written": str(a.out)}))
 
 
