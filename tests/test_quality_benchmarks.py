@@ -99,7 +99,7 @@ def test_the_ladders_quality_change_counts_seed_noise_and_names_its_verdict():
 
 def test_the_ladders_quality_runs_resume_without_training_twice(tmp_path):
     from benchmarks.latency.snapgen_ladder import ladder
-    from benchmarks.quality.ladder_quality import run_quality
+    from benchmarks.quality.ladder_quality import QUICK_STEPS, run_quality
 
     steps = ladder()[:2]
     first = run_quality(steps[:1], seeds=1, work=tmp_path, quick=True)
@@ -107,6 +107,7 @@ def test_the_ladders_quality_runs_resume_without_training_twice(tmp_path):
     both = run_quality(steps, seeds=1, work=tmp_path, quick=True)
     assert both[steps[0][0]]["0"] == stored and set(both) == {n for n, _ in steps}
     assert (tmp_path / "ladder_quality_quick.json").exists() and stored["provenance"]["commit"]
+    assert stored["steps"] == QUICK_STEPS  # each run says which proxy length made it
 
 
 def test_a_finished_reference_run_keeps_its_measurements_and_drops_its_checkpoint(tmp_path):

@@ -16,8 +16,8 @@ block of both models of a step (the tables were measured on 512 px spaces: most 
 blocks are not in them until a table is built for the snapgen space), stated as missing
 otherwise. Each figure is the step's change relative to the model before it.
 
-With ``--quality-seeds N``, each model's proxy is also trained with the default proxy at the
-125 steps its stored runs used (``benchmarks/quality/ladder_quality.py``) and seeds 0 .. N-1, and each step's change of
+With ``--quality-seeds N``, each model's proxy is also trained with the default proxy (its steps
+name the runs' file, ``benchmarks/quality/ladder_quality.py``) and seeds 0 .. N-1, and each step's change of
 text_gap and held-out loss given with its standard error from the seeds' spread (pooled over
 the ladder's models) beside the direction of SnapGen's ImageNet FID. Each run is stored as it
 finishes (``--work``); rerun to continue. Without it, the runs already stored are reported.
@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/snapgen_ladder/snapgen_ladder.json"))
     p.add_argument("--quality-seeds", type=int, default=0, help="train each model's default proxy with this many seeds")
     p.add_argument("--work", type=Path, default=Path("benchmarks/results/snapgen_ladder"),
-                   help="where each proxy run is stored as it finishes (ladder_quality_runs.json)")
+                   help="where each proxy run is stored as it finishes (ladder_quality_runs_<steps>steps.json)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="tiny proxies (10 steps): the code only")
     a = p.parse_args()

@@ -22,7 +22,7 @@ from typing import Any
 from scipy import stats
 
 from archlab.arch.description import Description
-from archlab.quality import QualityConfig, QualityPipeline, registry
+from archlab.quality import QualityConfig, QualityPipeline, TrainConfig, registry
 from benchmarks.common import provenance, write_result
 
 METRICS = ("text_gap", "heldout_loss")
@@ -36,14 +36,20 @@ FID_DIRECTION = {  # SnapGen's ImageNet-256 class-conditional FID per step (arXi
 }
 
 
-# the proxy its stored runs were trained with (the default until 2026-12-05: one 125-step run per seed); the ladder
-# draws its own seeds, one judgement each, so ``train.seeds`` stays 1 whatever the default
-STEPS = 125
+# the default proxy, the quality issue's choice (150 steps since 2026-12-05; the ladder's first runs used the 125 of
+# before, kept in git); the ladder draws its own seeds, one judgement each, so ``train.seeds`` stays 1 whatever the default
+STEPS = TrainConfig().steps
+QUICK_STEPS = 10
+
+
+def runs_file(work: Path, quick: bool = False) -> Path:
+    """Where the runs are stored: one file per proxy length, so runs of another default are never mixed in."""
+    return Path(work) / ("ladder_quality_quick.json" if quick else f"ladder_quality_runs_{STEPS}steps.json")
 
 
 def _config(device: str, quick: bool) -> QualityConfig:
     cfg = QualityConfig(device=device)
-    train = dataclasses.replace(cfg.train, threads=1, seeds=1, **({"steps": 10, "batch": 4} if quick else {"steps": STEPS}))
+    train = dataclasses.replace(cfg.train, threads=1, seeds=1, **({"steps": QUICK_STEPS, "batch": 4} if quick else {"steps": STEPS}))
     ev = dataclasses.replace(cfg.eval, heldout=32) if quick else cfg.eval
     return dataclasses.replace(cfg, train=train, eval=ev)
 
@@ -52,7 +58,7 @@ def run_quality(steps: list[tuple[str, Description]], *, seeds: int, work: Path,
                 quick: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
     """step name -> seed -> {metric: {value, se, n}, cpu_s, provenance}; runs what ``work`` lacks, storing each
     (each run records its command, commit, host and date)."""
-    path = Path(work) / ("ladder_quality_quick.json" if quick else "ladder_quality_runs.json")
+    path = runs_file(work, quick)
     done: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
     pipe = None
     for seed in range(seeds):
@@ -63,7 +69,8 @@ def run_quality(steps: list[tuple[str, Description]], *, seeds: int, work: Path,
             start = time.process_time()
             judged = pipe.judge(desc, metrics=METRICS, seed=seed, progress=False)
             run = {m: judged.metrics[m].as_dict() for m in METRICS}
-            run.update(cpu_s=round(time.process_time() - start, 1), device=pipe.device, provenance=provenance())
+            run.update(steps=pipe.cfg.train.steps, cpu_s=round(time.process_time() - start, 1), device=pipe.device,
+                       provenance=provenance())
             done.setdefault(name, {})[str(seed)] = run
             write_result(path, done)  # whole, with its entry in the folder's manifest
             print(json.dumps({"step": name, "seed": seed, **{m: round(run[m]["value"], 4) for m in METRICS},
