@@ -88,6 +88,16 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+def share_kv_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """Key or value heads (b, kv_heads, tokens, d) repeated to ``heads``, each serving ``heads / kv_heads`` query heads.
+
+    Concatenated copies, not ``expand`` (or ``repeat_interleave``): litert-torch 0.10 lowers the expand of a single
+    key/value head wrongly when keys and values are separate tensors (outputs off by a quarter of their size;
+    ``tests/test_snapgen_axes.py`` runs the converted model against PyTorch)."""
+    b, kv_heads, n, d = t.shape
+    return torch.cat([t[:, :, None]] * (heads // kv_heads), dim=2).reshape(b, heads, n, d)
+
+
 class Attention(nn.Module):
     """Attention with ``heads`` query heads; keys/values from ``context`` (cross) or from ``x`` (self).
 
@@ -136,9 +146,7 @@ class Attention(nn.Module):
         if hasattr(self, "norm_q"):
             q, k = self.norm_q(q), self.norm_k(k)
         if self.kv_heads != self.heads:  # each key/value head serves heads / kv_heads query heads
-            group = self.heads // self.kv_heads
-            k, v = (t[:, :, None].expand(b, self.kv_heads, group, t.shape[2], d).reshape(b, self.heads, t.shape[2], d)
-                    for t in (k, v))
+            k, v = share_kv_heads(k, self.heads), share_kv_heads(v, self.heads)
         if self.kind == "relu":
             # ReLU attention (MobileDiffusion): no softmax; normalise by the number of keys.
             scores = torch.relu(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1])))
