@@ -120,6 +120,20 @@ def readme_rows(rows: list[dict[str, Any]], labels: list[str]) -> list[str]:
     return out
 
 
+def quality_readme_rows(quality: dict[str, Any]) -> list[str]:
+    """benchmarks/README.md's ladder quality table, from the stored changes (nothing typed)."""
+    def cell(c: dict[str, Any] | None, digits: int) -> str:
+        return "n/a" if c is None else f"{c['change']:+.{digits}f} [{c['ci95'][0]:+.{digits}f}, {c['ci95'][1]:+.{digits}f}]"
+
+    out = ["| step | text_gap change [95%] | held-out loss change [95%] | text_gap's verdict | held-out loss's verdict | SnapGen's FID |",
+           "|---|---|---|---|---|---|"]
+    for r in quality["steps"]:
+        tg, hl = r["text_gap"], r["heldout_loss"]
+        out.append(f"| {r['step']} | {cell(tg, 4)} | {cell(hl, 3)} | {tg['verdict'] if tg else 'n/a'} | "
+                   f"{hl['verdict'] if hl else 'n/a'} | {r['fid_snapgen']} |")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/snapgen_ladder/snapgen_ladder.json"))
@@ -157,8 +171,7 @@ def main() -> None:
     out: dict[str, Any] = {"benchmark": "snapgen_ladder", "resolution": steps[0][1].resolution, "steps": rows}
     if quality:
         out["quality"] = {**quality_changes(quality, [n for n, _ in steps]), "fid_direction": FID_DIRECTION}
-        for row in out["quality"]["steps"]:
-            print(json.dumps(row))
+        print("\n".join(quality_readme_rows(out["quality"])))
     write_result(a.out, out)
     whole = [t.label for t in tables if all(isinstance(r["latency_ms"][t.label], float) for r in rows)]
     if whole:
