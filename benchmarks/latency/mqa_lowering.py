@@ -44,6 +44,12 @@ def mqa_specs() -> dict[str, Any]:
     return out
 
 
+def spread(times: list[float]) -> float:
+    """A form's second fastest pass over its fastest, less one: the host's repeatability."""
+    fastest, second = sorted(times)[:2]
+    return second / fastest - 1
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runtimes", default="litert,torch-cpu")
@@ -83,7 +89,7 @@ def main() -> None:
                                                                "max": round(max(blocks), 4), "blocks": len(blocks)},
                             "whole_ratio_concat_over_expand": round(ratios["whole:snapgen"], 4) if "whole:snapgen" in ratios else None,
                             # the host's own repeatability: a form's fastest pass against its second fastest
-                            "retest_spread": round(fmean(sorted(x)[1] / sorted(x)[0] - 1 for v in by_key.values() for x in v.values()), 4)}
+                            "retest_spread": round(fmean(spread(x) for v in by_key.values() for x in v.values()), 4)}
     print(json.dumps(summary, indent=1))
     write_result(a.out, {"benchmark": "mqa_lowering", "passes": a.passes, "repeats": a.repeats, "summary": summary, "times_ms": times})
 
