@@ -59,19 +59,12 @@ def test_exported_blocks_compute_what_pytorch_computes(tmp_path, runtime):
         got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})[0]
         assert abs(got - expected).max() < 1e-4
     else:
-        from ai_edge_litert.interpreter import Interpreter
+        from helpers import run_tflite
 
         from archlab.convert import export_tflite
 
         export_tflite(module, inputs, tmp_path / "b.tflite")
-        interpreter = Interpreter(model_path=str(tmp_path / "b.tflite"), num_threads=1)
-        interpreter.allocate_tensors()
-        for d in interpreter.get_input_details():
-            match = next(t for t in inputs if tuple(t.shape) == tuple(d["shape"]))
-            interpreter.set_tensor(d["index"], match.numpy())
-        interpreter.invoke()
-        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-        assert abs(got - expected).max() < 1e-4
+        assert abs(run_tflite(tmp_path / "b.tflite", inputs) - expected).max() < 1e-4
 
 
 def test_unknown_backend_is_a_config_error():

@@ -157,19 +157,11 @@ def test_every_new_axis_together_converts_for_phones_and_litert_matches_pytorch(
     assert path.exists()
     if fmt == "coreml":
         return  # Core ML runs a model only on macOS; here the conversion is the check
-    from ai_edge_litert.interpreter import Interpreter
+    from helpers import run_tflite
 
     with torch.no_grad():
         expected = wrapper(*inputs).numpy()
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
-    details = interpreter.get_input_details()
-    assert len({tuple(d["shape"]) for d in details}) == len(details) == len(inputs)  # each input found by its shape
-    for d in details:
-        interpreter.set_tensor(d["index"], next(x for x in inputs if tuple(x.shape) == tuple(d["shape"])).numpy())
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert np.abs(got - expected).max() < 1e-4  # the LiteRT model computes what the PyTorch one does
+    assert np.abs(run_tflite(path, inputs) - expected).max() < 1e-4  # the LiteRT model computes what the PyTorch one does
 
 
 def test_the_snapgen_preset_is_a_member_of_the_snapgen_space_and_near_379m():

@@ -24,7 +24,7 @@ from archlab import preset
 from archlab.arch import modules
 from archlab.arch.description import TransformerBlock
 from archlab.cost.backends import get_backend
-from archlab.cost.keys import block_specs
+from archlab.cost.keys import distinct_specs
 from archlab.tables.timing import time_model
 from benchmarks.common import write_result
 
@@ -37,11 +37,8 @@ FORMS = {
 
 def mqa_specs() -> dict[str, Any]:
     """The preset's distinct multi-query transformer blocks, by key."""
-    out = {}
-    for _, spec in block_specs(preset("snapgen")):
-        if isinstance(spec.block, TransformerBlock) and spec.block.kv_heads is not None:
-            out[spec.key] = spec
-    return out
+    return {k: s for k, s in distinct_specs([preset("snapgen")]).items()
+            if isinstance(s.block, TransformerBlock) and s.block.kv_heads is not None}
 
 
 def spread(times: list[float]) -> float:
