@@ -12,7 +12,10 @@ method's true hypervolume, the difference with a bootstrap interval over the ref
 member's score drawn from its own two), and what each spent.
 
 Resumable at every stage: the studies are Optuna studies in ``--work`` (rerun to continue); the
-reference runs checkpoint and store each measurement as the reference does.
+reference runs checkpoint and store each measurement as the reference does. ``--state`` (committed) keeps
+what a fresh checkout needs to continue: each study copied after every trial into an Optuna journal file
+(JSON lines) and each reference seed's measurements; a run whose ``--work`` is empty starts from them
+(the reference runs cut off mid-way start again, their checkpoints being in ``--work``).
 
     .venv/bin/python -m benchmarks.search.noise_aware_confirm --budget 24 --out benchmarks/results/noise_aware/confirm_real.json
 """
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 import optuna
 import yaml
+from optuna.storages.journal import JournalFileBackend
 
 from archlab.files import write_text
 from archlab.results.pareto import pareto, racing_spend
@@ -75,12 +79,38 @@ def spent(study: optuna.Study, cfg) -> float:
     return float(completed(study)) if spend is None else float(spend["full_runs"])
 
 
-def run_method(work: Path, method: str, budget: float, seed: int, device: str, quick: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _journal(path: Path) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def restore_study(cfg, snapshot: Path) -> None:
+    """A fresh checkout continues: the committed snapshot fills a study database that does not exist yet."""
+    db = Path(cfg.storage_url[len("sqlite:///"):])
+    if db.exists() or not snapshot.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    optuna.copy_study(from_study_name=cfg.name, from_storage=_journal(snapshot), to_storage=cfg.storage_url)
+
+
+def snapshot_study(cfg, snapshot: Path) -> None:
+    """The study, whole, to ``snapshot`` (taken between trials, so no trial is left running in it)."""
+    tmp = snapshot.with_name(snapshot.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    optuna.copy_study(from_study_name=cfg.name, from_storage=cfg.storage_url, to_storage=_journal(tmp))
+    tmp.replace(snapshot)
+
+
+def run_method(work: Path, state: Path, method: str, budget: float, seed: int, device: str,
+               quick: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run (or resume) the study until it has spent ``budget``; its spend and its front's members."""
     cfg = load_study(study_file(work, method, seed, device, quick))
+    snapshot = state / f"{method}.journal.jsonl"
+    restore_study(cfg, snapshot)
     study = open_study(cfg)
     while spent(study, cfg) + 1.0 <= budget:
         run_study(cfg, n_trials=1, progress=False)
+        snapshot_study(cfg, snapshot)
     front, _, _ = pareto(study, cfg)
     members = [{"name": f"conf-{method}-t{t.number}", "kind": method, "predicted_ms": t.values[0], "proxy_text_gap": t.values[1], "description": description_of(t).to_dict()}
                for t in front]
@@ -88,7 +118,7 @@ def run_method(work: Path, method: str, budget: float, seed: int, device: str, q
     return {"method": method, "spent_full_runs": spent(study, cfg), "spend": spend, "front": len(members)}, members
 
 
-def reference_scores(work: Path, members: list[dict[str, Any]], steps: int, threads: int, device: str,
+def reference_scores(work: Path, state: Path, members: list[dict[str, Any]], steps: int, threads: int, device: str,
                      items: int) -> dict[str, list[float]]:
     """Each member's eval_score at reference grade, one per seed (trained by the quality reference's own code)."""
     ref = work / "reference"
@@ -98,10 +128,13 @@ def reference_scores(work: Path, members: list[dict[str, Any]], steps: int, thre
     names = {a["name"] for a in known}
     archs = known + [m for m in members if m["name"] not in names]
     write_text(archs_path, json.dumps(archs, indent=1))  # whole or not at all: the reference pins its architectures by it
+    state.mkdir(parents=True, exist_ok=True)
+    stored = {seed: state / f"reference_s{seed}.json" for seed in (100, 101)}
     procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.quality.quality_reference", "--work", str(ref), "--seeds",
                                str(seed), "--steps", str(steps), "--threads", str(threads), "--device", device, "--items",
-                               str(items), "--only", ",".join(m["name"] for m in members),
-                               "--out", str(work / f"reference_s{seed}.json")]) for seed in (100, 101)]  # the two seeds at once
+                               str(items), "--only", ",".join(m["name"] for m in members), "--out", str(stored[seed]),
+                               *(["--seed-from", str(stored[seed])] if stored[seed].exists() else [])])
+             for seed in (100, 101)]  # the two seeds at once
     if any(p.wait() for p in procs):
         raise SystemExit("error: a reference run failed (its output is above); rerun to resume")
     out: dict[str, list[float]] = {}
@@ -122,6 +155,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="tiny proxies and reference (10 and 20 steps, 32 items): tries the code, measures nothing")
     p.add_argument("--work", type=Path, default=Path("out/noise_aware_confirm"))
+    p.add_argument("--state", type=Path, default=Path("benchmarks/results/noise_aware/confirm_real_state"),
+                   help="committed progress a fresh checkout continues from (with --quick: inside --work)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/noise_aware/confirm_real.json"))
     a = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -129,13 +164,14 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"error: --methods: {', '.join(unknown)} unknown; choose from {', '.join(METHODS)}")
+    state = a.work / "state" if a.quick else a.state  # never over committed progress
     runs, fronts = {}, {}
     for m in methods:
-        runs[m], fronts[m] = run_method(a.work, m, a.budget, a.seed, a.device, a.quick)
+        runs[m], fronts[m] = run_method(a.work, state, m, a.budget, a.seed, a.device, a.quick)
         print(json.dumps(runs[m]), flush=True)
     members = [x for m in methods for x in fronts[m]]
     steps, items = (20, 32) if a.quick else (a.steps, 1024)
-    scores = reference_scores(a.work, members, steps, a.threads, a.device, items)
+    scores = reference_scores(a.work, state, members, steps, a.threads, a.device, items)
     worst_latency = max(x["predicted_ms"] for x in members) * 1.05
     ref_point = (worst_latency, 0.0)
 
