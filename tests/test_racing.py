@@ -189,3 +189,30 @@ def test_simulation_runs_pool_only_when_they_differ_in_their_worlds_alone():
         pool([run(0, [1.0, 2.0], [2.0, 2.5]), run(1, [3.0], [2.0])])
     with pytest.raises(ValueError, match="first_look_z differs"):
         pool([run(0, [1.0], [2.0]), run(5, [3.0], [2.0], first_look_z=1.0)])
+
+
+def test_the_real_confirmation_continues_a_study_from_its_committed_journal(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks.search.noise_aware_confirm import restore_study, snapshot_study
+
+    cfg = SimpleNamespace(name="confirm-x", storage_url=f"sqlite:///{tmp_path / 'work' / 'x' / 'study.db'}")
+    (tmp_path / "work" / "x").mkdir(parents=True)
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url, directions=["minimize", "maximize"])
+    for i in range(3):
+        trial = study.ask({"w": optuna.distributions.IntDistribution(1, 8)})
+        trial.set_user_attr("budget", i)
+        study.tell(trial, [10.0 * i, 0.5 - i])
+    snapshot = tmp_path / "state" / "x.journal.jsonl"
+    snapshot_study(cfg, snapshot)
+    assert snapshot.exists() and not snapshot.with_name(snapshot.name + ".tmp").exists()
+    before = [(t.params, t.values, t.user_attrs, t.state) for t in study.trials]
+
+    restore_study(cfg, snapshot)  # the database is there: nothing is touched
+    assert len(optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials) == 3
+    (tmp_path / "work" / "x" / "study.db").unlink()
+    (tmp_path / "work" / "x").rmdir()  # a fresh checkout: no work folder at all
+    restore_study(cfg, snapshot)
+    again = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    assert [(t.params, t.values, t.user_attrs, t.state) for t in again.trials] == before
+    assert again.directions == study.directions

@@ -133,3 +133,16 @@ def test_runs_timed_under_an_earlier_fit_are_pooled_only_when_asked_and_scored_u
     stored = json.loads(Path(run).read_text())
     assert pooled["samples"] == 30 and pooled["retest_rmspe"] == pytest.approx(stored["retest_rmspe"])  # the same timings
     assert pooled["rmspe"] != pytest.approx(stored["rmspe"])  # under another fit
+
+
+def test_the_multi_query_bound_reads_the_shipped_table_as_its_validation_did_and_matches_its_committed_result():
+    from benchmarks.latency.mqa_sensitivity import sensitivity
+
+    out = sensitivity()
+    stored = json.loads((RESULTS / "mqa_lowering" / "mqa_sensitivity.json").read_text())
+    validation = json.loads((RESULTS / "table_validations" / "validate_xeon-2core-snapgen_litert_seed111_recalibrate.json").read_text())
+    as_validated = out["by_ratio"]["as validated"]
+    for k in ("within_10", "within_5", "rmspe", "spearman"):  # ratio 1 is the validation itself
+        assert as_validated[k] == pytest.approx(validation[k], abs=1e-4)
+    assert out["by_ratio"]["fastest block"]["rmspe"] > as_validated["rmspe"]
+    assert {k: v for k, v in stored.items() if k != "written_by"} == out

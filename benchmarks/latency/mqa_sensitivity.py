@@ -28,7 +28,7 @@ from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable, latency_kind
 from benchmarks.common import write_result
 
-RESULTS = Path("benchmarks/results")
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 VALIDATION = RESULTS / "table_validations/validate_xeon-2core-snapgen_litert_seed111_recalibrate.json"
 TABLE = "xeon-2core-snapgen_litert"
 LOWERING = RESULTS / "mqa_lowering/mqa_lowering.json"
@@ -41,10 +41,8 @@ def figures(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
             "spearman": float(spearmanr(measured, predicted).statistic)}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=RESULTS / "mqa_lowering/mqa_sensitivity.json")
-    a = p.parse_args()
+def sensitivity() -> dict:
+    """The validation's figures under each measured ratio, and the first ratios either way at which a goal fails."""
     validation = json.loads(VALIDATION.read_text())
     descriptions = json.loads(VALIDATION.with_name(VALIDATION.stem + ".timings.json").read_text())["models"]
     table = LatencyTable.load(TABLE)
@@ -80,11 +78,20 @@ def main() -> None:
     # how far the multi-query blocks could move, all alike, before a goal fails (steps of 0.01 each way)
     lowest = next((round(1 - i / 100, 2) for i in range(1, 100) if not meets(1 - i / 100)), None)
     highest = next((round(1 + i / 100, 2) for i in range(1, 300) if not meets(1 + i / 100)), None)
-    out = {"benchmark": "mqa_sensitivity", "table": TABLE, "validation": str(VALIDATION), "lowering": str(LOWERING),
+    out = {"benchmark": "mqa_sensitivity", "table": TABLE, "validation": str(VALIDATION.relative_to(RESULTS.parent.parent)),
+           "lowering": str(LOWERING.relative_to(RESULTS.parent.parent)),
            "models": len(measured), "models_with_multi_query": int(np.sum(mqa_a > 0)),
            "multi_query_share_of_prediction": {"median": round(float(np.median(shares)), 4), "max": round(float(np.max(shares)), 4)},
            "retest_rmspe": retest, "goals": goals, "by_ratio": rows,
            "first_failing_ratio": {"below": lowest, "above": highest}}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=RESULTS / "mqa_lowering/mqa_sensitivity.json")
+    a = p.parse_args()
+    out = sensitivity()
     print(json.dumps(out, indent=1))
     write_result(a.out, out)
 
