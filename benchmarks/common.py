@@ -43,11 +43,21 @@ def write_result(path: str | Path, data: Any) -> Path:
 
     path = Path(path)
     write_text(path, json.dumps(data, indent=1, default=str) + "\n")
+    record(path)
+    return path
+
+
+def record(path: str | Path) -> None:
+    """Name ``path`` in its folder's ``manifest.json`` with how it was made (for files a library wrote)."""
+    import json
+
+    from archlab.files import write_text
+
+    path = Path(path)
     manifest_path = path.parent / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"experiment": path.parent.name, "runs": {}}
     manifest["runs"][path.name] = {**provenance(), "archlab_version": archlab_version()}
     write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
-    return path
 
 
 def drop_checkpoint(folder: str | Path) -> None:

@@ -1,5 +1,6 @@
 """Noise-aware search: the racing rules on points whose truth is known, and racing inside a study."""
 
+import json
 import math
 import os
 
@@ -206,6 +207,7 @@ def test_the_real_confirmation_continues_a_study_from_its_committed_journal(tmp_
     snapshot = tmp_path / "state" / "x.journal.jsonl"
     snapshot_study(cfg, snapshot)
     assert snapshot.exists() and not snapshot.with_name(snapshot.name + ".tmp").exists()
+    assert {"command", "commit", "host", "date"} <= set(json.loads((snapshot.parent / "manifest.json").read_text())["runs"][snapshot.name])
     before = [(t.params, t.values, t.user_attrs, t.state) for t in study.trials]
 
     restore_study(cfg, snapshot)  # the database is there: nothing is touched

@@ -38,7 +38,7 @@ from archlab.files import write_text
 from archlab.results.pareto import pareto, racing_spend
 from archlab.search.runner import completed, description_of, open_study, run_study
 from archlab.search.study import load_study
-from benchmarks.common import provenance, write_result
+from benchmarks.common import provenance, record, write_result
 from benchmarks.search.noise_aware import hypervolume
 
 TABLE = "x86-2core_torch-cpu"
@@ -99,6 +99,7 @@ def snapshot_study(cfg, snapshot: Path) -> None:
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     optuna.copy_study(from_study_name=cfg.name, from_storage=cfg.storage_url, to_storage=_journal(tmp))
     tmp.replace(snapshot)
+    record(snapshot)
 
 
 def run_method(work: Path, state: Path, method: str, budget: float, seed: int, device: str,
