@@ -218,3 +218,13 @@ def test_the_real_confirmation_continues_a_study_from_its_committed_journal(tmp_
     again = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
     assert [(t.params, t.values, t.user_attrs, t.state) for t in again.trials] == before
     assert again.directions == study.directions
+
+    further = optuna.create_study(study_name=cfg.name, storage=f"sqlite:///{tmp_path / 'gpu.db'}", directions=["minimize", "maximize"])
+    for t in again.trials:
+        further.add_trial(t)
+    further.add_trial(optuna.trial.create_trial(params={"w": 3}, distributions={"w": optuna.distributions.IntDistribution(1, 8)},
+                                                values=[1.0, 2.0]))
+    snapshot_study(SimpleNamespace(name=cfg.name, storage_url=f"sqlite:///{tmp_path / 'gpu.db'}"), snapshot)
+    restore_study(cfg, snapshot)  # the committed snapshot went further (a lent GPU): it replaces the database
+    assert len(optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials) == 4
+    assert (tmp_path / "work" / "x" / "study.db.replaced").exists()

@@ -83,11 +83,22 @@ def _journal(path: Path) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
+def _finished(storage, name: str) -> int:
+    study = optuna.load_study(study_name=name, storage=storage)
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
 def restore_study(cfg, snapshot: Path) -> None:
-    """A fresh checkout continues: the committed snapshot fills a study database that does not exist yet."""
+    """A fresh checkout continues: the committed snapshot fills the study database where there is none, or
+    replaces one that holds fewer finished trials (the snapshot came from further on, e.g. a lent GPU); the
+    replaced database is kept beside it as ``study.db.replaced``."""
     db = Path(cfg.storage_url[len("sqlite:///"):])
-    if db.exists() or not snapshot.exists():
+    if not snapshot.exists():
         return
+    if db.exists():
+        if _finished(cfg.storage_url, cfg.name) >= _finished(_journal(snapshot), cfg.name):
+            return
+        db.replace(db.with_name(db.name + ".replaced"))
     db.parent.mkdir(parents=True, exist_ok=True)
     optuna.copy_study(from_study_name=cfg.name, from_storage=_journal(snapshot), to_storage=cfg.storage_url)
 
