@@ -16,29 +16,23 @@ unchanged (it keeps the old graph's figures). A bound from measured ratios, not 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from archlab.arch.description import TransformerBlock
 from archlab.arch.reading import description_from_dict
 from archlab.cost.predict import Predictor
 from archlab.cost.table import LatencyTable, latency_kind
+from archlab.tables import GOALS, accuracy
 from benchmarks.common import write_result
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 VALIDATION = RESULTS / "table_validations/validate_xeon-2core-snapgen_litert_seed111_recalibrate.json"
 TABLE = "xeon-2core-snapgen_litert"
 LOWERING = RESULTS / "mqa_lowering/mqa_lowering.json"
-
-
-def figures(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    err = predicted / measured - 1
-    return {"within_10": float(np.mean(np.abs(err) <= 0.10)), "within_5": float(np.mean(np.abs(err) <= 0.05)),
-            "rmspe": float(np.sqrt(np.mean(err ** 2))), "mean_error": float(np.mean(err)),
-            "spearman": float(spearmanr(measured, predicted).statistic)}
 
 
 def sensitivity() -> dict:
@@ -67,13 +61,13 @@ def sensitivity() -> dict:
     retest = validation["retest_rmspe"]
     rows = {}
     for label, r in ratios.items():
-        f = figures(measured_a - (1 - r) * mqa_a, predicted_a)
+        f = accuracy(predicted_a, measured_a - (1 - r) * mqa_a)
         rows[label] = {"ratio": r, **{k: round(v, 4) for k, v in f.items()}, "rmspe_over_retest": round(f["rmspe"] / retest, 3)}
-    goals = {"within_10": 0.9, "rmspe_over_retest": 1.25, "spearman": 0.97}
+    goals = dataclasses.asdict(GOALS)
 
     def meets(r: float) -> bool:
-        f = figures(measured_a - (1 - r) * mqa_a, predicted_a)
-        return f["within_10"] >= goals["within_10"] and f["rmspe"] <= goals["rmspe_over_retest"] * retest and f["spearman"] >= goals["spearman"]
+        f = accuracy(predicted_a, measured_a - (1 - r) * mqa_a)
+        return f["within_10"] >= GOALS.within_10 and f["rmspe"] <= GOALS.rmspe_over_retest * retest and f["spearman"] >= GOALS.spearman
 
     # how far the multi-query blocks could move, all alike, before a goal fails (steps of 0.01 each way)
     lowest = next((round(1 - i / 100, 2) for i in range(1, 100) if not meets(1 - i / 100)), None)
