@@ -228,3 +228,28 @@ def test_the_real_confirmation_continues_a_study_from_its_committed_journal(tmp_
     restore_study(cfg, snapshot)  # the committed snapshot went further (a lent GPU): it replaces the database
     assert len(optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials) == 4
     assert (tmp_path / "work" / "x" / "study.db.replaced").exists()
+
+
+def test_the_real_confirmation_compares_true_hypervolumes_with_the_reference_seed_noise(tmp_path):
+    from benchmarks.search.noise_aware_confirm import compare, reference_seed_sd
+
+    fronts = {"tpe": [{"name": "a", "predicted_ms": 3.0}], "first_look": [{"name": "b", "predicted_ms": 1.0},
+                                                                           {"name": "c", "predicted_ms": 2.0}]}
+    ref = (4.0, 0.0)
+    scores = {"a": [0.6, 0.6], "b": [0.3, 0.3], "c": [0.5, 0.5]}
+    reference = {"measurements": {"r": {"s100": [{"ema": {"eval_score": {"value": 0.7}}}],
+                                        "s101": [{"ema": {"eval_score": {"value": 0.5}}}]}}}
+    (tmp_path / "ref.json").write_text(json.dumps(reference))
+    sd = reference_seed_sd(scores, tmp_path / "ref.json")
+    assert sd["members_sd"] == 0 and sd["members_df"] == 3 and sd["pooled_df"] == 4
+    assert sd["pooled_sd"] == pytest.approx(math.sqrt(0.02 / 4))  # one pair 0.2 apart, three pairs equal
+    out = compare(["tpe", "first_look"], fronts, scores, ref, sd, draws=400)
+    # tpe: (4-3) x 0.6 = 0.6; first look: (4-1) x 0.3 + (4-2) x (0.5-0.3) = 1.3
+    assert out["true_hv"] == pytest.approx({"tpe": 0.6, "first_look": 1.3})
+    d = out["first_look_minus_tpe"]
+    assert d["true_hv"] == pytest.approx(0.7) and d["relative"] == pytest.approx(0.7 / 0.6)
+    assert d["ci95_own_seeds"] == pytest.approx([0.7, 0.7])  # the members' seeds agree: no reference noise of their own
+    lo, hi = d["ci95_pooled_sd"]
+    assert lo < 0.7 < hi and hi - lo > 0.2  # the pooled spread (0.07 per seed) widens it
+    swapped = compare(["tpe", "first_look"], fronts, {**scores, "a": [1.5, 1.5]}, ref, sd, draws=400)
+    assert swapped["first_look_minus_tpe"]["true_hv"] < 0 and swapped["first_look_minus_tpe"]["share_at_or_below_zero_pooled_sd"] > 0.9
