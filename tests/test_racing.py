@@ -231,7 +231,7 @@ def test_the_real_confirmation_continues_a_study_from_its_committed_journal(tmp_
 
 
 def test_the_real_confirmation_compares_true_hypervolumes_with_the_reference_seed_noise(tmp_path):
-    from benchmarks.search.noise_aware_confirm import compare, reference_seed_sd
+    from benchmarks.search.noise_aware_confirm import compare, reference_seed_sd, report
 
     fronts = {"tpe": [{"name": "a", "predicted_ms": 3.0}], "first_look": [{"name": "b", "predicted_ms": 1.0},
                                                                            {"name": "c", "predicted_ms": 2.0}]}
@@ -253,3 +253,8 @@ def test_the_real_confirmation_compares_true_hypervolumes_with_the_reference_see
     assert lo < 0.7 < hi and hi - lo > 0.2  # the pooled spread (0.07 per seed) widens it
     swapped = compare(["tpe", "first_look"], fronts, {**scores, "a": [1.5, 1.5]}, ref, sd, draws=400)
     assert swapped["first_look_minus_tpe"]["true_hv"] < 0 and swapped["first_look_minus_tpe"]["share_at_or_below_zero_pooled_sd"] > 0.9
+    members = [{**x, "kind": k, "proxy_text_gap": 0.2, "reference_eval_score": scores[x["name"]]} for k, f in fronts.items() for x in f]
+    table = report({"summary": {"spend": {"tpe": {}, "first_look": {}}, "here": out}, "reference_points": {"here": ref},
+                    "members": members})
+    assert "| here (4, 0.000) | 0.6 | 1.3 | +0.7 (+116.7%) [+0.7, +0.7; " in table
+    assert table.index("| b | first_look | 1 |") < table.index("| a | tpe | 3 |")  # members by latency

@@ -234,6 +234,34 @@ def simulated_prior(path: Path, methods: list[str]) -> dict[str, Any]:
     return out
 
 
+def report(result: dict[str, Any]) -> str:
+    """The result as the Markdown tables benchmarks/README.md shows."""
+    methods = list(result["summary"]["spend"])
+    base, rest = methods[0], methods[1:]
+    rows = ["| member | front of | latency (ms, table) | proxy text_gap | reference eval_score (seeds) |", "|---|---|---|---|---|"]
+    for x in sorted(result["members"], key=lambda x: x["predicted_ms"]):
+        s = x["reference_eval_score"]
+        rows.append(f"| {x['name']} | {x['kind']} | {x['predicted_ms']:.0f} | {x['proxy_text_gap']:.4f} | "
+                    f"{np.mean(s):.4f} ({', '.join(f'{v:.4f}' for v in s)}) |")
+    rows += ["", "| reference point (ms, eval_score) | " + " | ".join(f"{m} true HV" for m in methods)
+             + "".join(f" | {m} minus {base} [95%: own seeds; pooled seed sd] |" for m in rest), "|---" * (len(methods) + len(rest) + 1) + "|"]
+    for name, ref in result["reference_points"].items():
+        row = result["summary"][name]
+        cells = [f"{row['true_hv'][m]:.1f}" for m in methods]
+        for m in rest:
+            d = row[f"{m}_minus_{base}"]
+            rel = "" if d["relative"] is None else f" ({100 * d['relative']:+.1f}%)"
+            cells.append(f"{d['true_hv']:+.1f}{rel} [{d['ci95_own_seeds'][0]:+.1f}, {d['ci95_own_seeds'][1]:+.1f}; "
+                         f"{d['ci95_pooled_sd'][0]:+.1f}, {d['ci95_pooled_sd'][1]:+.1f}]")
+        rows.append(f"| {name} ({ref[0]:.0f}, {ref[1]:.3f}) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _bad_input(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", type=float, default=24, help="full proxy runs each method may spend")
@@ -251,12 +279,18 @@ def main() -> None:
                    help="the quality reference: the true-quality model of the hypervolume's reference point, and seed noise")
     p.add_argument("--simulation", type=Path, default=Path("benchmarks/results/noise_aware/sim_budget24_first_look50_ms1_w120-239.json"),
                    help="the simulation at this budget, for what one real study should show (skipped when absent)")
+    p.add_argument("--report", action="store_true", help="print the tables of an existing --out and stop")
     a = p.parse_args()
+    if a.report:
+        if not a.out.exists():
+            _bad_input(f"error: --out {a.out}: no result yet; run without --report first")
+        print(report(json.loads(a.out.read_text())))
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     methods = a.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise SystemExit(f"error: --methods: {', '.join(unknown)} unknown; choose from {', '.join(METHODS)}")
+        _bad_input(f"error: --methods: {', '.join(unknown)} unknown; choose from {', '.join(METHODS)}")
     state = a.work / "state" if a.quick else a.state  # never over committed progress
     runs, fronts = {}, {}
     for m in methods:
@@ -277,8 +311,8 @@ def main() -> None:
            "simulated_at_this_budget": prior,
            "members": [{**x, "reference_eval_score": scores[x["name"]]} for x in members],
            "written_by": provenance()}
-    print(json.dumps(summary, indent=1))
     write_result(a.out, out)
+    print(report(out))
 
 
 if __name__ == "__main__":
