@@ -41,6 +41,7 @@ from optuna.storages.journal import JournalFileBackend
 from archlab import LatencyTable, Predictor, load_space
 from archlab.files import write_text
 from archlab.results.pareto import pareto, racing_spend
+from archlab.search.racing import pooled_seed_sd
 from archlab.search.runner import completed, description_of, open_study, run_study
 from archlab.search.study import load_study
 from benchmarks.common import provenance, record, write_result
@@ -185,15 +186,11 @@ def reference_points(members: list[dict[str, Any]], reference_path: Path) -> dic
 def reference_seed_sd(scores: dict[str, list[float]], reference_path: Path) -> dict[str, float]:
     """eval_score's spread between training seeds at reference grade: over this run's members, and pooled with the
     quality reference's architectures (same grade, seeds and items)."""
-    def pool(groups: list[list[float]]) -> tuple[float, int]:
-        ss = sum(float(np.sum((np.array(g) - np.mean(g)) ** 2)) for g in groups if len(g) > 1)
-        df = sum(len(g) - 1 for g in groups if len(g) > 1)
-        return (float(np.sqrt(ss / df)) if df else float("nan")), df
     reference = json.loads(reference_path.read_text())
     theirs = [[r[-1]["ema"]["eval_score"]["value"] for r in runs.values()] for runs in reference["measurements"].values()]
-    mine_sd, mine_df = pool(list(scores.values()))
-    sd, df = pool(list(scores.values()) + theirs)
-    return {"members_sd": mine_sd, "members_df": mine_df, "pooled_sd": sd, "pooled_df": df}
+    mine = list(scores.values())
+    return {"members_sd": pooled_seed_sd(mine), "members_df": sum(len(g) - 1 for g in mine),
+            "pooled_sd": pooled_seed_sd(mine + theirs), "pooled_df": sum(len(g) - 1 for g in mine + theirs)}
 
 
 def compare(methods: list[str], fronts: dict[str, list[dict[str, Any]]], scores: dict[str, list[float]],
